@@ -1,0 +1,114 @@
+"""Model configuration: one JSON-serialisable dataclass describes a whole GAN.
+
+A style folder stores this config in ``style.json``; the networks are always rebuilt in code
+from it, and only weights are loaded from disk (see ``gan.styles``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PRESETS = ("seed", "improved")
+LOSSES = ("bce", "hinge")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Architecture and optimisation settings of one GAN.
+
+    ``preset`` picks the network family: ``seed`` is the seed article's DCGAN (5x5 kernels, dropout
+    discriminator, Adam 1e-4); ``improved`` is a Radford-style DCGAN (4x4 kernels, BatchNorm in both
+    networks, Adam 2e-4 with beta1 0.5) with a weight EMA of the generator.
+    """
+
+    preset: str = "improved"
+    latent_dim: int = 128
+    image_size: int = 64
+    g_channels: int = 64  # width of the last generator stage; earlier stages double it
+    d_channels: int = 64  # width of the first discriminator stage; later stages double it
+    loss: str = "bce"
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_decay: float = 0.999  # 0 turns the generator EMA off
+    diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
+    d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.image_size != 64:
+            raise ValueError("only 64x64 images are supported")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
+        if self.latent_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
+            raise ValueError("latent_dim and channel counts must be positive")
+
+    @classmethod
+    def preset_config(cls, name: str, **overrides: Any) -> "GANConfig":
+        """The named preset's config, with optional field overrides."""
+        if name == "seed":
+            base = dict(preset="seed", latent_dim=100, g_channels=32, d_channels=64, loss="bce",
+                        g_lr=1e-4, d_lr=1e-4, beta1=0.9, beta2=0.999, ema_decay=0.0)
+        elif name == "improved":
+            base = dict(preset="improved")
+        else:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GANConfig":
+        """Build from a dict, refusing unknown keys so a typo cannot pass silently."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass
+class TrainOptions:
+    """Options of one training run; saved as ``options.json`` in the run directory."""
+
+    data: str = ""
+    model: GANConfig = field(default_factory=GANConfig)
+    batch_size: int = 64
+    steps: int = 10_000
+    steps_per_epoch: int = 500
+    checkpoint_every: int = 500
+    crop_margin: int = 4  # images are loaded at size+margin and randomly cropped back
+    mixed_precision: bool = False  # bfloat16 compute (fast on CPUs with AMX)
+    strategy: str = "default"  # default | mirrored | multiworker
+    seed: int = 0
+    init_from: str = ""  # style folder or run directory to start from (fine-tuning)
+    sample_seeds: list[int] = field(default_factory=lambda: list(range(16)))
+    max_images: int = 0  # 0 = every image in the folder
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainOptions":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown option keys: {', '.join(sorted(unknown))}")
+        data["model"] = GANConfig.from_dict(data.get("model", {}))
+        return cls(**data)

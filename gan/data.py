@@ -1,0 +1,118 @@
+"""Training data: a folder of images -> a ``tf.data`` pipeline of augmented 64x64 batches.
+
+Images are decoded once with Pillow (JPEG, PNG and WebP, in nested folders), resized, and kept in
+memory as uint8; a file that cannot be read is skipped and counted, never a crash. Random crop and
+flip then run inside ``tf.data`` on every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# Pillow's decompression-bomb guard: anything bigger than this is refused, not decoded.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+@dataclass
+class FolderStats:
+    """What ``load_folder`` found: images kept and files skipped, by reason."""
+
+    loaded: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        parts = [f"{self.loaded} images loaded"]
+        parts += [f"{n} skipped ({reason})" for reason, n in sorted(self.skipped.items())]
+        return ", ".join(parts)
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Every file with an image extension under ``root`` (recursively), in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
+    """Decode one image file to an RGB uint8 array of ``size`` x ``size`` (centre crop to square).
+
+    Raises ``ValueError`` with a short reason for anything that is not a usable image.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as im:
+            if im.format not in ("JPEG", "PNG", "WEBP", "MPO"):
+                raise ValueError(f"not an allowed image format ({im.format})")
+            im.load()
+            im = im.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise ValueError("image too large (decompression bomb)") from exc
+    except (OSError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        raise ValueError("corrupt or unreadable") from exc
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    im = im.crop((left, top, left + side, top + side))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_folder(root: str | os.PathLike, size: int = 64, max_images: int = 0,
+                workers: int = 4) -> tuple[np.ndarray, FolderStats]:
+    """Decode every image under ``root`` to an (N, size, size, 3) uint8 array."""
+    files = list_images(root)
+    if max_images:
+        files = files[:max_images]
+    stats = FolderStats()
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return read_image(path, size)
+        except ValueError as exc:
+            return str(exc)
+
+    images = []
+    with ThreadPoolExecutor(workers) as pool:
+        for path, result in zip(files, pool.map(decode, files, chunksize=64)):
+            if isinstance(result, str):
+                stats.skipped[result] += 1
+                log.debug("skipped %s: %s", path, result)
+            else:
+                images.append(result)
+    stats.loaded = len(images)
+    if not images:
+        raise ValueError(f"no usable images in {root} ({stats.summary()})")
+    return np.stack(images), stats
+
+
+def make_dataset(images: np.ndarray, batch_size: int, image_size: int = 64, crop_margin: int = 4,
+                 seed: int = 0) -> tf.data.Dataset:
+    """An endless, shuffled dataset of float32 batches in [-1, 1] with random crop and flip.
+
+    ``images`` are stored at ``image_size + crop_margin`` and randomly cropped to ``image_size``.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(images)
+    ds = ds.shuffle(min(len(images), 20_000), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def augment(img: tf.Tensor) -> tf.Tensor:
+        if crop_margin:
+            img = tf.image.random_crop(img, (image_size, image_size, 3))
+        img = tf.image.random_flip_left_right(img)
+        return tf.cast(img, tf.float32) / 127.5 - 1.0
+
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,144 @@
+"""``GAN(keras.Model)``: both networks, their optimizers and the adversarial ``train_step``."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan.augment import diff_augment, parse_policy
+from gan.config import GANConfig
+from gan.losses import LOSSES
+from gan.networks import build_discriminator, build_generator, discriminator_blocks
+
+
+class GAN(keras.Model):
+    """A generator/discriminator pair trained with ``fit``.
+
+    One generator forward pass per step serves both updates, as in the seed's ``train_step``:
+    the discriminator sees the real batch and the generated batch (each through DiffAugment when
+    the config asks for it), and both losses are taken under their own gradient tape.
+    ``ema_generator`` (when ``ema_decay > 0``) holds an exponential moving average of the
+    generator's weights, updated by ``update_ema`` after each step.
+    """
+
+    def __init__(self, config: GANConfig, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        parse_policy(config.diffaugment)  # fail at build time on a bad policy, not mid-run
+        self.generator = build_generator(config)
+        self.discriminator = build_discriminator(config)
+        for layer in discriminator_blocks(self.discriminator, config.d_frozen_layers):
+            layer.trainable = False
+        self.ema_generator = build_generator(config) if config.ema_decay > 0 else None
+        if self.ema_generator is not None:
+            self.ema_generator.trainable = False
+            self.ema_generator.set_weights(self.generator.get_weights())
+        self.d_loss_fn, self.g_loss_fn = LOSSES[config.loss]
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.real_score_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
+        self.fake_score_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
+        self._ema_fn = None
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
+                g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs) -> None:
+        """Set both optimizers; by default Adam with the config's learning rates and betas."""
+        super().compile(**kwargs)
+        c = self.config
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(c.d_lr, beta_1=c.beta1, beta_2=c.beta2)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(c.g_lr, beta_1=c.beta1, beta_2=c.beta2)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [self.d_loss_tracker, self.g_loss_tracker, self.real_score_tracker, self.fake_score_tracker]
+
+    def call(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.generator(z, training=training)
+
+    def sample_latents(self, n: tf.Tensor) -> tf.Tensor:
+        return tf.random.normal((n, self.config.latent_dim))
+
+    def train_step(self, data: tf.Tensor) -> dict[str, tf.Tensor]:
+        real = tf.cast(data, tf.float32)
+        z = self.sample_latents(tf.shape(real)[0])
+        policy = self.config.diffaugment
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self.generator(z, training=True)
+            real_in = diff_augment(real, policy) if policy else real
+            fake_in = diff_augment(fake, policy) if policy else fake
+            real_logits = self.discriminator(real_in, training=True)
+            fake_logits = self.discriminator(fake_in, training=True)
+            d_per_example = self.d_loss_fn(real_logits, fake_logits)
+            g_per_example = self.g_loss_fn(fake_logits)
+            # Sum over the global batch / global batch size: right for one device and for
+            # tf.distribute, where gradients of every replica are summed.
+            d_loss = tf.nn.compute_average_loss(d_per_example)
+            g_loss = tf.nn.compute_average_loss(g_per_example)
+        d_vars = self.discriminator.trainable_variables
+        g_vars = self.generator.trainable_variables
+        d_grads = d_tape.gradient(d_loss, d_vars)
+        g_grads = g_tape.gradient(g_loss, g_vars)
+        self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
+        self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
+        self.d_loss_tracker.update_state(tf.reduce_mean(d_per_example))
+        self.g_loss_tracker.update_state(tf.reduce_mean(g_per_example))
+        self.real_score_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
+        self.fake_score_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return {m.name: m.result() for m in self.metrics}
+
+    def update_ema(self) -> None:
+        """Move the EMA generator towards the live one (called once per step, cross-replica)."""
+        if self.ema_generator is None:
+            return
+        if self._ema_fn is None:
+            decay = self.config.ema_decay
+            # Same build code, same order: pair weights by position. The EMA model is frozen, so
+            # whether a weight is averaged is decided by the live generator.
+            trainable = {id(w) for w in self.generator.trainable_weights}
+            pairs = [(e, w, id(w) in trainable)
+                     for e, w in zip(self.ema_generator.weights, self.generator.weights)]
+
+            @tf.function
+            def ema_step() -> None:
+                for ema_w, w, averaged in pairs:
+                    if averaged:
+                        ema_w.assign(decay * ema_w + (1.0 - decay) * w)
+                    else:  # BatchNorm statistics: copied, and recalibrated before use
+                        ema_w.assign(w)
+
+            self._ema_fn = ema_step
+        self._ema_fn()
+
+    def build_all(self) -> None:
+        """Create every variable (networks and optimizer slots), so a checkpoint can be loaded."""
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def inference_generator(self) -> keras.Model:
+        """The generator to export or sample from: the EMA one when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+
+def recalibrate_batchnorm(generator: keras.Model, latent_dim: int, batches: int = 50,
+                          batch_size: int = 256, seed: int = 0) -> None:
+    """Recompute the moving statistics of every BatchNorm layer for the current weights.
+
+    An EMA of the weights does not come with matching BatchNorm statistics, so inference would use
+    the statistics of a different network. Running fresh latents through the generator in training
+    mode with a cumulative momentum sets each moving mean/variance to the average over batches.
+    """
+    bns = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns:
+        return
+    saved = [bn.momentum for bn in bns]
+    rng = np.random.default_rng(seed)
+    try:
+        for i in range(batches):
+            for bn in bns:
+                bn.momentum = i / (i + 1.0)  # cumulative average: new = old*i/(i+1) + batch/(i+1)
+            z = rng.standard_normal((batch_size, latent_dim)).astype("float32")
+            generator(z, training=True)
+    finally:
+        for bn, m in zip(bns, saved):
+            bn.momentum = m

@@ -1,0 +1,98 @@
+"""Generator and discriminator builders for both presets.
+
+Both networks are built in code from a ``GANConfig``; nothing is ever deserialised from a file.
+Under a ``mixed_bfloat16`` policy the layers compute in bfloat16 while the image output and the
+logit stay float32, so losses and pixels are exact regardless of the policy.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from gan.config import GANConfig
+
+
+def build_generator(config: GANConfig) -> keras.Model:
+    """Latent vector (N, latent_dim) -> image (N, 64, 64, 3) in [-1, 1]."""
+    if config.preset == "seed":
+        return _seed_generator(config)
+    return _improved_generator(config)
+
+
+def build_discriminator(config: GANConfig) -> keras.Model:
+    """Image (N, 64, 64, 3) in [-1, 1] -> one real/fake logit (N, 1)."""
+    if config.preset == "seed":
+        return _seed_discriminator(config)
+    return _improved_discriminator(config)
+
+
+def _seed_generator(config: GANConfig) -> keras.Model:
+    # The seed article's listing: Dense 8x8x256 -> ConvT 128 (stride 1) -> ConvT 64 (stride 2)
+    # -> ConvT 3 (stride 2). Two stride-2 stages take 8x8 only to 32x32, although the article
+    # claims 64x64 output. We add the one missing stride-2 stage (ConvT 32, 5x5, stride 2, same
+    # BN + LeakyReLU pattern) before the output layer so the network really emits 64x64.
+    c = config.g_channels  # 32 in the seed preset: widths 256, 128, 64, 32
+    z = keras.Input((config.latent_dim,), name="z")
+    x = layers.Dense(8 * 8 * c * 8, use_bias=False)(z)
+    x = layers.BatchNormalization()(x)
+    x = layers.LeakyReLU(0.3)(x)
+    x = layers.Reshape((8, 8, c * 8))(x)
+    for width, stride in ((c * 4, 1), (c * 2, 2), (c, 2)):  # (c, 2) is the missing stage
+        x = layers.Conv2DTranspose(width, 5, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.LeakyReLU(0.3)(x)
+    x = layers.Conv2DTranspose(3, 5, strides=2, padding="same", use_bias=False)(x)
+    out = layers.Activation("tanh", dtype="float32", name="image")(x)
+    return keras.Model(z, out, name="seed_generator")
+
+
+def _seed_discriminator(config: GANConfig) -> keras.Model:
+    c = config.d_channels  # 64 in the seed preset: widths 64, 128
+    img = keras.Input((config.image_size, config.image_size, 3), name="image")
+    x = img
+    for i, width in enumerate((c, c * 2)):
+        x = layers.Conv2D(width, 5, strides=2, padding="same", name=f"conv{i}")(x)
+        x = layers.LeakyReLU(0.3)(x)
+        x = layers.Dropout(0.3)(x)
+    x = layers.Flatten()(x)
+    out = layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(img, out, name="seed_discriminator")
+
+
+def _improved_generator(config: GANConfig) -> keras.Model:
+    # Radford et al. shape: 4x4 kernels with stride 2 cover every output pixel evenly, so there
+    # is no checkerboard pattern (5x5/stride 2 overlaps unevenly).
+    c = config.g_channels
+    z = keras.Input((config.latent_dim,), name="z")
+    x = layers.Dense(4 * 4 * c * 8, use_bias=False)(z)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Reshape((4, 4, c * 8))(x)
+    for width in (c * 4, c * 2, c):
+        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.Conv2DTranspose(3, 4, strides=2, padding="same")(x)
+    out = layers.Activation("tanh", dtype="float32", name="image")(x)
+    return keras.Model(z, out, name="improved_generator")
+
+
+def _improved_discriminator(config: GANConfig) -> keras.Model:
+    c = config.d_channels
+    img = keras.Input((config.image_size, config.image_size, 3), name="image")
+    x = img
+    for i, width in enumerate((c, c * 2, c * 4, c * 8)):
+        x = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=i == 0, name=f"conv{i}")(x)
+        if i > 0:  # Radford: no BatchNorm on the input layer
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.Flatten()(x)
+    out = layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(img, out, name="improved_discriminator")
+
+
+def discriminator_blocks(discriminator: keras.Model, count: int) -> list[keras.layers.Layer]:
+    """The layers of the first ``count`` conv blocks (conv and its BatchNorm), for freezing."""
+    names = {f"conv{i}" for i in range(count)} | {f"bn{i}" for i in range(count)}
+    return [layer for layer in discriminator.layers if layer.name in names]

@@ -1,0 +1,265 @@
+"""A resumable training run: one run directory, its options as JSON, checkpoints, samples, logs.
+
+Layout of a run directory::
+
+    options.json          the TrainOptions of the run (written once, read on resume)
+    checkpoints/          step-<n>.npz, the newest few kept (see gan.checkpoint)
+    samples/              step-<n>.png grids from fixed seeds, and latest.png
+    history.jsonl         one line of metrics every ``log_every`` steps
+    loss.png              the loss curves so far
+    logs/                 TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan import checkpoint as ckpt
+from gan.config import TrainOptions
+from gan.data import load_folder, make_dataset
+from gan.imaging import grid, to_uint8
+from gan.latents import latents_for_seeds
+from gan.model import GAN, recalibrate_batchnorm
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict], None]  # (step, total_steps, metrics)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (every GPU, else every logical CPU), or
+    ``multiworker`` (the cluster described by the TF_CONFIG environment variable)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
+
+
+def set_precision(mixed: bool) -> None:
+    """bfloat16 compute with float32 weights (``mixed``), or plain float32."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while training, so both save a checkpoint and stop cleanly."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def sample_grid(gan: GAN, seeds: list[int]) -> np.ndarray:
+    """uint8 images of the fixed sample seeds from the generator that would be exported."""
+    g = gan.inference_generator()
+    if g is gan.ema_generator:
+        recalibrate_batchnorm(g, gan.config.latent_dim, batches=20, batch_size=128)
+    z = latents_for_seeds(seeds, gan.config.latent_dim)
+    return to_uint8(g(z, training=False).numpy())
+
+
+class _RunCallback(keras.callbacks.Callback):
+    """Per-step bookkeeping: EMA, checkpoints, metrics history, TensorBoard, progress."""
+
+    def __init__(self, trainer: "Trainer") -> None:
+        super().__init__()
+        self.t = trainer
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        t = self.t
+        t.gan.update_ema()
+        step = int(t.gan.g_optimizer.iterations.numpy())
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        t.last_metrics = logs
+        if t.bar is not None:
+            t.bar.update(t.options.batch_size)
+            if step % 10 == 0:
+                t.bar.set_postfix(step=step, d=f"{logs.get('d_loss', 0):.3f}", g=f"{logs.get('g_loss', 0):.3f}")
+        if step % t.log_every == 0:
+            t.record(step, logs)
+        if step % t.options.checkpoint_every == 0:
+            t.save()
+        if t.on_progress is not None:
+            t.on_progress(step, t.options.steps, logs)
+
+
+class Trainer:
+    """Runs (or resumes) the training described by ``run_dir/options.json``."""
+
+    def __init__(self, run_dir: str | os.PathLike, options: TrainOptions | None = None,
+                 progress_bar: bool = True, on_progress: ProgressFn | None = None,
+                 on_epoch: Callable[[int, Path], None] | None = None, log_every: int = 50) -> None:
+        self.run_dir = Path(run_dir)
+        saved = self.run_dir / "options.json"
+        if options is None:
+            if not saved.exists():
+                raise FileNotFoundError(f"{saved} not found: give options to start a new run")
+            options = TrainOptions.from_dict(json.loads(saved.read_text()))
+        self.options = options
+        self.progress_bar = progress_bar
+        self.on_progress = on_progress
+        self.on_epoch = on_epoch
+        self.log_every = log_every
+        self.bar = None
+        self.last_metrics: dict = {}
+        self.gan: GAN | None = None
+        self.data_stats = None
+        self._writer = None
+
+    # -- setup ---------------------------------------------------------------------------------
+    def setup(self) -> int:
+        """Build the model (resuming from the newest checkpoint); returns the starting step."""
+        o = self.options
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        options_path = self.run_dir / "options.json"
+        tmp = options_path.with_suffix(".tmp")
+        tmp.write_text(o.to_json())
+        os.replace(tmp, options_path)
+        set_precision(o.mixed_precision)
+        keras.utils.set_random_seed(o.seed)
+        self.strategy = make_strategy(o.strategy)
+        with self.strategy.scope():
+            self.gan = GAN(o.model)
+            self.gan.compile()
+            self.gan.build_all()
+        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
+        if latest is not None:
+            step = ckpt.load_checkpoint(self.gan, latest)
+            log.info("resumed from %s (step %d)", latest, step)
+        elif o.init_from:
+            self._init_from(Path(o.init_from))
+            step = 0
+        else:
+            step = 0
+        return step
+
+    def _init_from(self, source: Path) -> None:
+        """Start from pretrained weights: a run directory's checkpoint or a style folder."""
+        latest = ckpt.latest_checkpoint(source / "checkpoints") if source.is_dir() else None
+        if latest is not None:
+            ckpt.load_checkpoint(self.gan, latest, groups=("generator", "discriminator", "ema_generator"))
+        else:
+            from gan.styles import load_style_into  # style folder: verified weights only
+
+            load_style_into(source, self.gan)
+        if self.gan.ema_generator is not None:
+            self.gan.ema_generator.set_weights(self.gan.generator.get_weights())
+        log.info("initialised weights from %s", source)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def step(self) -> int:
+        return int(self.gan.g_optimizer.iterations.numpy())
+
+    # -- outputs -------------------------------------------------------------------------------
+    def save(self) -> Path:
+        return ckpt.save_checkpoint(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
+
+    def record(self, step: int, metrics: dict) -> None:
+        line = {"step": step, "images": step * self.options.batch_size, "time": time.time(), **metrics}
+        with open(self.run_dir / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        with self._writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(k, v)
+
+    def write_samples(self) -> Path:
+        step = self.step
+        out = self.run_dir / "samples"
+        out.mkdir(exist_ok=True)
+        picture = grid(sample_grid(self.gan, self.options.sample_seeds))
+        path = out / f"step-{step:09d}.png"
+        picture.save(path)
+        picture.save(out / "latest.png")
+        if self._writer is not None:
+            with self._writer.as_default(step=step):
+                tf.summary.image("samples", np.asarray(picture)[None], step=step)
+        return path
+
+    def plot_losses(self) -> Path | None:
+        from gan.plots import plot_history
+
+        return plot_history(self.run_dir / "history.jsonl", self.run_dir / "loss.png")
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Train until ``options.steps``; returns ``"done"`` or ``"interrupted"`` (Ctrl-C/SIGTERM).
+
+        Either way the newest state is in a checkpoint, so running again resumes it.
+        """
+        start = self.setup()
+        o = self.options
+        if start >= o.steps:
+            log.info("run already complete at step %d", start)
+            return "done"
+        images, self.data_stats = load_folder(o.data, o.model.image_size + o.crop_margin, o.max_images)
+        log.info("data: %s", self.data_stats.summary())
+        per_replica = o.batch_size
+        dataset = make_dataset(images, per_replica, o.model.image_size, o.crop_margin, seed=o.seed + start)
+        callback = _RunCallback(self)
+        if self.progress_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=o.steps * o.batch_size, initial=start * o.batch_size, unit="img",
+                            unit_scale=True, dynamic_ncols=True, desc="train")
+        status = "done"
+        try:
+            with sigterm_as_interrupt():
+                step = start
+                while step < o.steps:
+                    epoch = step // o.steps_per_epoch
+                    n = min(o.steps_per_epoch - step % o.steps_per_epoch, o.steps - step)
+                    self.gan.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
+                                 callbacks=[callback], verbose=0)
+                    step = self.step
+                    if step % o.steps_per_epoch == 0 or step >= o.steps:
+                        self._end_of_epoch(epoch)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            log.warning("interrupted at step %d: saving a checkpoint", self.step)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+        if status == "interrupted":
+            self.save()
+        return status
+
+    def _end_of_epoch(self, epoch: int) -> None:
+        self.save()
+        path = self.write_samples()
+        self.plot_losses()
+        if self._writer is not None:
+            self._writer.flush()
+        if self.on_epoch is not None:
+            self.on_epoch(self.step, path)

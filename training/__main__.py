@@ -1,0 +1,4 @@
+from training.cli import main
+import sys
+
+sys.exit(main())

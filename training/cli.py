@@ -1,0 +1,203 @@
+"""``avatarbot-train``: prepare a data set, train, evaluate and export styles.
+
+    avatarbot-train prepare SRC OUT [--face-cascade XML]
+    avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--dry-run]
+    avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
+    avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Options of an existing run that may change on resume (e.g. train longer); the rest are fixed.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
+
+
+class CLIError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+def _model_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CLIError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _train_options(args: argparse.Namespace):
+    from gan.config import GANConfig, TrainOptions
+
+    run_dir = Path(args.run_dir)
+    saved = run_dir / "options.json"
+    given = {k: getattr(args, k) for k in ("data", "steps", "batch_size", "steps_per_epoch",
+                                           "checkpoint_every", "crop_margin", "strategy", "seed",
+                                           "init_from", "max_images")
+             if getattr(args, k) is not None}
+    if args.bf16 is not None:
+        given["mixed_precision"] = args.bf16
+    if saved.exists():
+        options = TrainOptions.from_dict(json.loads(saved.read_text()))
+        current = options.to_dict()
+        changed = {k for k, v in given.items() if current.get(k) != v}
+        if args.preset or args.set:
+            changed.add("preset/--set")
+        if changed - RESUMABLE_CHANGES:
+            raise CLIError(f"{run_dir} already holds a run with other options "
+                           f"({', '.join(sorted(changed - RESUMABLE_CHANGES))}); use a new run directory")
+        for k in changed & RESUMABLE_CHANGES:
+            setattr(options, k, given[k])
+        return options, True
+    if not given.get("data"):
+        raise CLIError("--data is required for a new run")
+    try:
+        model = GANConfig.preset_config(args.preset or "improved", **_model_overrides(args.set))
+        options = TrainOptions(model=model, **given)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    if not Path(options.data).is_dir():
+        raise CLIError(f"data folder not found: {options.data}")
+    if options.checkpoint_every < 1 or options.steps < 1 or options.batch_size < 1 or options.steps_per_epoch < 1:
+        raise CLIError("steps, batch size, steps per epoch and checkpoint interval must be positive")
+    return options, False
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    options, resuming = _train_options(args)
+    if args.dry_run:
+        print(options.to_json())
+        return 0
+    from gan.trainer import Trainer
+
+    trainer = Trainer(args.run_dir, options, progress_bar=not args.no_progress)
+    status = trainer.run()
+    print(f"{status} at step {trainer.step} ({trainer.step * options.batch_size} images); "
+          f"run directory: {args.run_dir}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from training.prepare import PrepareError, prepare_dataset
+
+    try:
+        report = prepare_dataset(args.source, args.out, size=args.size, face_cascade=args.face_cascade,
+                                 min_side=args.min_side)
+    except PrepareError as exc:
+        raise CLIError(str(exc)) from exc
+    print(report.summary())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan.metrics import evaluate_generator_folder
+
+    try:
+        result = evaluate_generator_folder(args.style, args.real, n_fake=args.num_fake, n_real=args.num_real,
+                                           inception_weights=args.inception_weights,
+                                           batch_size=args.batch_size, truncation=args.truncation)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gan.styles import StyleError, export_run
+
+    try:
+        folder = export_run(args.run_dir, args.name, args.weights_dir, metrics_file=args.metrics,
+                            description=args.description)
+    except (StyleError, FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    print(f"exported style {args.name!r} to {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avatarbot-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train or resume a run")
+    t.add_argument("run_dir", help="run directory (created, or resumed if it exists)")
+    t.add_argument("--data", help="folder of training images (nested folders allowed)")
+    t.add_argument("--preset", choices=("seed", "improved"), help="network preset (default: improved)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model config field")
+    t.add_argument("--steps", type=int, help="total training steps (default 10000)")
+    t.add_argument("--batch-size", type=int, help="global batch size (default 64)")
+    t.add_argument("--steps-per-epoch", type=int, help="steps between sample grids (default 500)")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    t.add_argument("--crop-margin", type=int, help="random-crop margin in pixels (default 4)")
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 mixed precision (fast on CPUs with AMX)")
+    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy (multiworker reads TF_CONFIG)")
+    t.add_argument("--seed", type=int, help="random seed of the run")
+    t.add_argument("--init-from", help="start from a style folder or run directory (fine-tuning)")
+    t.add_argument("--max-images", type=int, help="use at most this many images")
+    t.add_argument("--dry-run", action="store_true", help="print the options and exit")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("prepare", help="clean a folder or zip into a 64x64 data set")
+    pr.add_argument("source", help="folder or .zip of images")
+    pr.add_argument("out", help="output folder")
+    pr.add_argument("--size", type=int, default=64)
+    pr.add_argument("--min-side", type=int, default=32, help="drop images smaller than this")
+    pr.add_argument("--face-cascade", help="OpenCV cascade XML: crop anime faces with it")
+    pr.set_defaults(func=cmd_prepare)
+
+    e = sub.add_parser("evaluate", help="FID and KID of a style or run against real images")
+    e.add_argument("style", help="style folder (weights/<name>) or run directory")
+    e.add_argument("--real", required=True, help="folder of real images")
+    e.add_argument("--num-fake", type=int, default=10_000)
+    e.add_argument("--num-real", type=int, default=10_000)
+    e.add_argument("--batch-size", type=int, default=100)
+    e.add_argument("--truncation", type=float, default=1.0)
+    e.add_argument("--inception-weights", help="local InceptionV3 no-top weights (.h5); "
+                                               "without it Keras downloads the ImageNet weights")
+    e.add_argument("-o", "--output", help="also write the result JSON here")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="export a run as a style folder")
+    x.add_argument("run_dir")
+    x.add_argument("--name", required=True, help="style name (lowercase slug)")
+    x.add_argument("--weights-dir", default="weights")
+    x.add_argument("--metrics", help="evaluate's JSON output to record in style.json")
+    x.add_argument("--description", default="", help="one line for style.json and the model card")
+    x.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"avatarbot-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

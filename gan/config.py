@@ -30,6 +30,7 @@ class GANConfig:
     g_channels: int = 64  # width of the last generator stage; earlier stages double it
     d_channels: int = 64  # width of the first discriminator stage; later stages double it
     loss: str = "bce"
+    d_norm: str = "batch"  # improved preset: "batch" (Radford) or "spectral" (SNGAN-style D)
     g_lr: float = 2e-4
     d_lr: float = 2e-4
     beta1: float = 0.5
@@ -43,6 +44,8 @@ class GANConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.d_norm not in ("batch", "spectral"):
+            raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:
             raise ValueError("only 64x64 images are supported")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -80,3 +80,8 @@ def gif_bytes(frames: Sequence[np.ndarray], size: int = 256, duration_ms: int = 
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=duration_ms,
                 loop=0, optimize=False, disposal=2)
     return buf.getvalue()
+
+
+def avatar_png(image: np.ndarray, size: int, metadata: Mapping[str, object]) -> bytes:
+    """One face, upscaled to ``size``, as PNG bytes carrying its reproduction metadata."""
+    return png_bytes(upscale(image, size), {**metadata, "size": size})

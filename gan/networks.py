@@ -82,10 +82,16 @@ def _improved_discriminator(config: GANConfig) -> keras.Model:
     c = config.d_channels
     img = keras.Input((config.image_size, config.image_size, 3), name="image")
     x = img
+    spectral = config.d_norm == "spectral"
     for i, width in enumerate((c, c * 2, c * 4, c * 8)):
-        x = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=i == 0, name=f"conv{i}")(x)
-        if i > 0:  # Radford: no BatchNorm on the input layer
-            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        conv = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=i == 0 or spectral,
+                             name=None if spectral else f"conv{i}")
+        if spectral:  # SNGAN: a 1-Lipschitz D without batch statistics
+            x = layers.SpectralNormalization(conv, name=f"conv{i}")(x)
+        else:
+            x = conv(x)
+            if i > 0:  # Radford: no BatchNorm on the input layer
+                x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2)(x)
     x = layers.Flatten()(x)
     out = layers.Dense(1, dtype="float32", name="logit")(x)

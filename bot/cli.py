@@ -1,0 +1,232 @@
+"""``avatarbot``: draw avatars from the command line, list styles, and run the chat bot.
+
+    avatarbot generate --seed 42 -o avatar.png
+    avatarbot generate --name Alice --size 512 -o alice.png
+    avatarbot grid --seeds 1-16 -o grid.png
+    avatarbot morph --from 1 --to 2 -o morph.gif
+    avatarbot styles
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAX_GRID = 64
+
+
+class CLIError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+def default_weights_dir() -> Path:
+    """``$WEIGHTS_DIR``, else ``./weights`` when it exists, else the weights shipped with the code."""
+    env = os.environ.get("WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    local = Path("weights")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def parse_seed_list(text: str) -> list[int]:
+    """``"1-16"``, ``"3,7,42"`` or a mix (``"1-4,9"``) -> a list of seeds."""
+    from gan.latents import check_seed
+
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        try:
+            if dash:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise CLIError(f"bad seed range {part!r}: the end is before the start")
+                if b - a + 1 > MAX_GRID:
+                    raise CLIError(f"at most {MAX_GRID} seeds in a grid")
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise CLIError(f"bad seed list {text!r}: use numbers and ranges like 1-16 or 3,7,42") from None
+    if not seeds:
+        raise CLIError("no seeds given")
+    if len(seeds) > MAX_GRID:
+        raise CLIError(f"at most {MAX_GRID} seeds in a grid")
+    try:
+        return [check_seed(s) for s in seeds]
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def seed_or_name(text: str) -> int:
+    """A seed given as a number, or a name mapped to its stable seed."""
+    from gan.latents import check_seed, seed_for_name
+
+    try:
+        return check_seed(int(text))
+    except ValueError as exc:
+        if text.strip().lstrip("-").isdigit():
+            raise CLIError(str(exc)) from None
+        return seed_for_name(text)
+
+
+def _load(args: argparse.Namespace):
+    from gan.inference import AvatarGenerator
+    from gan.styles import StyleError
+
+    folder = Path(args.weights_dir) / args.style
+    try:
+        return AvatarGenerator.load(folder)
+    except StyleError as exc:
+        if not folder.exists():
+            raise CLIError(f"unknown style {args.style!r} (not in {args.weights_dir}); "
+                           "`avatarbot styles` lists the installed ones") from None
+        raise CLIError(str(exc)) from None
+
+
+def _checked(fn, *a):
+    try:
+        return fn(*a)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gan.imaging import avatar_png, check_size
+    from gan.latents import check_seed, check_truncation, seed_for_name
+
+    if args.seed is not None and args.name is not None:
+        raise CLIError("give --seed or --name, not both")
+    _checked(check_truncation, args.truncation)
+    _checked(check_size, args.size)
+    if args.name is not None:
+        seed = _checked(seed_for_name, args.name)
+    elif args.seed is not None:
+        seed = _checked(check_seed, args.seed)
+    else:
+        seed = secrets.randbelow(2**63)
+    gen = _load(args)
+    image = gen.generate([seed], args.truncation)[0]
+    extra = {"name": args.name} if args.name is not None else {}
+    data = avatar_png(image, args.size, gen.metadata(seed, args.truncation, **extra))
+    Path(args.output).write_bytes(data)
+    print(f"wrote {args.output} (seed {seed}, style {gen.style}, truncation {args.truncation:g})")
+    return 0
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from gan.imaging import check_size, grid, png_bytes
+    from gan.latents import check_truncation
+
+    seeds = parse_seed_list(args.seeds)
+    _checked(check_truncation, args.truncation)
+    _checked(check_size, args.cell)
+    gen = _load(args)
+    images = gen.generate(seeds, args.truncation)
+    picture = grid(images, cols=args.cols, cell=args.cell)
+    meta = gen.metadata(seeds[0], args.truncation, seeds=",".join(map(str, seeds)))
+    Path(args.output).write_bytes(png_bytes(picture, meta))
+    print(f"wrote {args.output} ({len(seeds)} faces, style {gen.style})")
+    return 0
+
+
+def cmd_morph(args: argparse.Namespace) -> int:
+    from gan.imaging import check_size, gif_bytes
+    from gan.latents import check_truncation
+
+    a, b = seed_or_name(args.source), seed_or_name(args.target)
+    _checked(check_truncation, args.truncation)
+    _checked(check_size, args.size)
+    if not 2 <= args.steps <= 64:
+        raise CLIError("--steps must be between 2 and 64")
+    gen = _load(args)
+    frames = gen.interpolate(a, b, args.steps, args.truncation)
+    Path(args.output).write_bytes(gif_bytes(frames, args.size))
+    print(f"wrote {args.output} (seed {a} -> seed {b}, {args.steps} frames, style {gen.style})")
+    return 0
+
+
+def cmd_styles(args: argparse.Namespace) -> int:
+    from gan.styles import list_styles
+
+    styles = list_styles(args.weights_dir)
+    if not styles:
+        print(f"no styles in {args.weights_dir}")
+        return 1
+    for info in styles:
+        m = info.meta.get("metrics", {})
+        fid = f"FID {m['fid']:.1f}" if isinstance(m.get("fid"), (int, float)) else "FID n/a"
+        desc = info.meta.get("description") or ""
+        print(f"{info.name:<16} {info.config.preset:<9} {fid:<10} {info.generator_sha256[:12]}  {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avatarbot", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def style_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--style", default="default", help="style name (default: default)")
+        sp.add_argument("--weights-dir", default=None, help="folder of styles (default: ./weights)")
+        sp.add_argument("--truncation", type=float, default=1.0,
+                        help="0.05-1.0: lower gives more typical faces (default 1.0)")
+
+    g = sub.add_parser("generate", help="one avatar as a PNG")
+    g.add_argument("--seed", type=int, help="integer in [0, 2**63); random if neither seed nor name")
+    g.add_argument("--name", help="a name, mapped to a stable seed")
+    g.add_argument("--size", type=int, default=256, help="output size in pixels, 64-512 (default 256)")
+    g.add_argument("-o", "--output", default="avatar.png")
+    style_options(g)
+    g.set_defaults(func=cmd_generate)
+
+    gr = sub.add_parser("grid", help="several avatars in one PNG")
+    gr.add_argument("--seeds", default="1-16", help="e.g. 1-16 or 3,7,42 (default 1-16)")
+    gr.add_argument("--cols", type=int, default=None)
+    gr.add_argument("--cell", type=int, default=128, help="size of each face (default 128)")
+    gr.add_argument("-o", "--output", default="grid.png")
+    style_options(gr)
+    gr.set_defaults(func=cmd_grid)
+
+    m = sub.add_parser("morph", help="an animated GIF morphing one face into another")
+    m.add_argument("--from", dest="source", required=True, help="seed or name")
+    m.add_argument("--to", dest="target", required=True, help="seed or name")
+    m.add_argument("--steps", type=int, default=24)
+    m.add_argument("--size", type=int, default=256)
+    m.add_argument("-o", "--output", default="morph.gif")
+    style_options(m)
+    m.set_defaults(func=cmd_morph)
+
+    s = sub.add_parser("styles", help="list installed styles")
+    s.add_argument("--weights-dir", default=None)
+    s.set_defaults(func=cmd_styles)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "weights_dir", "unset") is None:
+        args.weights_dir = str(default_weights_dir())
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"avatarbot: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""FID and KID with Inception-v3 pool features.
+
+* FID (Heusel et al. 2017): Frechet distance between Gaussians fitted to the two feature sets.
+* KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+  k(x, y) = (x.y / d + 1)^3, averaged over random subsets; reported with its standard deviation.
+
+Images are resized to 299x299 (bilinear) and scaled to [-1, 1], as Inception-v3 expects.
+``inception_weights`` names a local no-top weights file; without it Keras downloads its ImageNet
+weights (the usual choice for users with internet access).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+FEATURE_DIM = 2048
+
+
+class InceptionFeatures:
+    """Batched 2048-d pool features of uint8 RGB images of any size."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, batch_size: int = 100) -> None:
+        import keras
+
+        from gan.styles import float32_policy
+
+        if weights is not None and not Path(weights).is_file():
+            raise FileNotFoundError(f"Inception weights not found: {weights}")
+        with float32_policy():
+            self.model = keras.applications.InceptionV3(
+                include_top=False, weights=str(weights) if weights else "imagenet",
+                pooling="avg", input_shape=(299, 299, 3))
+        self.weights_id = Path(weights).name if weights else "imagenet"
+        self.batch_size = batch_size
+        self._call = tf.function(self._features, reduce_retracing=True)
+
+    def _features(self, images: tf.Tensor) -> tf.Tensor:
+        x = tf.image.resize(tf.cast(images, tf.float32), (299, 299), method="bilinear")
+        return self.model(x / 127.5 - 1.0, training=False)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, 2048) float64 features."""
+        out = [self._call(tf.constant(images[i:i + self.batch_size])).numpy()
+               for i in range(0, len(images), self.batch_size)]
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, FEATURE_DIM))
+
+
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet Inception Distance between two (N, D) feature sets."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    r1 = _sqrt_psd(s1)
+    # Tr(sqrt(S1 S2)) = Tr(sqrt(sqrt(S1) S2 sqrt(S1))), the latter symmetric PSD: use eigh.
+    covmean_trace = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * covmean_trace)
+
+
+def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (mean, std over subsets) between two (N, D) feature sets."""
+    rng = np.random.default_rng(seed)
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError("KID needs at least two images in each set")
+    d = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                      + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _cache_path(folder: Path, n: int, weights_id: str) -> Path:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    h = hashlib.sha256(f"{folder.resolve()}|{n}|{weights_id}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatarbot" / "features"
+    return root / f"{h.hexdigest()[:24]}.npy"
+
+
+def folder_features(folder: str | os.PathLike, n: int, extractor: InceptionFeatures,
+                    cache: bool = True) -> np.ndarray:
+    """Features of the first ``n`` images of a folder (cached on disk by folder content)."""
+    from gan.data import load_folder
+
+    folder = Path(folder)
+    path = _cache_path(folder, n, extractor.weights_id) if cache else None
+    if path is not None and path.exists():
+        return np.load(path, allow_pickle=False)
+    images, stats = load_folder(folder, 64, max_images=n)
+    log.info("real images: %s", stats.summary())
+    feats = extractor(images)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, feats, allow_pickle=False)
+    return feats
+
+
+def _fake_images(source: Path, n: int, truncation: float) -> tuple[np.ndarray, dict]:
+    """Images from a style folder, a run directory (newest checkpoint) or a folder of images."""
+    from gan.data import load_folder
+    from gan.inference import AvatarGenerator
+
+    if (source / "style.json").exists():
+        gen = AvatarGenerator.load(source, chunk=100)
+        return gen.generate(list(range(n)), truncation), {"style": gen.style,
+                                                          "weights_sha256": gen.weights_sha256}
+    if (source / "options.json").exists():
+        import tempfile
+
+        from gan.styles import export_run
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = export_run(source, "eval", tmp, include_discriminator=False)
+            images, info = _fake_images(folder, n, truncation)
+            meta = json.loads((folder / "style.json").read_text())
+        return images, {"run": str(source), "steps": meta["training"]["steps"],
+                        "images_seen": meta["training"]["images_seen"]}
+    if source.is_dir():
+        images, _ = load_folder(source, 64, max_images=n)
+        return images, {"folder": str(source)}
+    raise FileNotFoundError(f"not a style folder, run directory or image folder: {source}")
+
+
+def evaluate_generator_folder(source: str | os.PathLike, real: str | os.PathLike, n_fake: int = 10_000,
+                              n_real: int = 10_000, inception_weights: str | None = None,
+                              batch_size: int = 100, truncation: float = 1.0) -> dict:
+    """FID and KID of ``source`` (style, run or image folder) against a folder of real images."""
+    source, real = Path(source), Path(real)
+    if not real.is_dir():
+        raise FileNotFoundError(f"real image folder not found: {real}")
+    extractor = InceptionFeatures(inception_weights, batch_size)
+    real_feats = folder_features(real, n_real, extractor)
+    images, about = _fake_images(source, n_fake, truncation)
+    fake_feats = extractor(images)
+    kid_mean, kid_std = kid(fake_feats, real_feats)
+    return {
+        **about,
+        "fid": round(fid(fake_feats, real_feats), 3),
+        "kid": round(kid_mean, 5),
+        "kid_std": round(kid_std, 5),
+        "num_fake": len(fake_feats),
+        "num_real": len(real_feats),
+        "truncation": truncation,
+        "real": str(real),
+        "inception": extractor.weights_id,
+    }

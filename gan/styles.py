@@ -1,0 +1,267 @@
+"""Style folders on disk: export from a run, verify, and load weights into networks built in code.
+
+A style folder (``weights/<style>/``) holds::
+
+    generator.weights.h5       generator weights only (Keras weights file, no architecture)
+    discriminator.weights.h5   optional: discriminator weights, for fine-tuning custom styles
+    style.json                 config, latent and image size, sha256 of each weights file,
+                               training summary, FID/KID
+    MODEL_CARD.md              data, recipe, figures
+
+Weights are loaded into networks that ``gan.networks`` builds from ``style.json``'s config; no
+model is ever deserialised from a file, and a file whose hash or shapes do not match is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import keras
+
+from gan.config import GANConfig
+
+log = logging.getLogger(__name__)
+
+STYLE_FORMAT = 1
+GENERATOR_FILE = "generator.weights.h5"
+DISCRIMINATOR_FILE = "discriminator.weights.h5"
+STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class StyleError(Exception):
+    """A style folder is missing, corrupt or does not match its description (one clear line)."""
+
+
+def check_style_name(name: str) -> str:
+    """Return ``name`` if it is a valid style slug (lowercase letters, digits, '-', max 32)."""
+    if not isinstance(name, str) or not STYLE_NAME.match(name):
+        raise StyleError(f"invalid style name {name!r}: use 1-32 lowercase letters, digits and '-', "
+                         "starting with a letter or digit")
+    return name
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def float32_policy() -> Iterator[None]:
+    """Build layers in float32 whatever the global mixed-precision policy is."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """A verified style folder's description (``style.json``)."""
+
+    name: str
+    path: Path
+    config: GANConfig
+    meta: dict[str, Any]
+
+    @property
+    def generator_sha256(self) -> str:
+        return self.meta["weights"][GENERATOR_FILE]["sha256"]
+
+    @property
+    def has_discriminator(self) -> bool:
+        return DISCRIMINATOR_FILE in self.meta.get("weights", {})
+
+
+def read_style(folder: str | os.PathLike, verify_hashes: bool = True) -> StyleInfo:
+    """Read and check ``style.json`` and the hashes of the weights it lists."""
+    folder = Path(folder)
+    meta_path = folder / "style.json"
+    if not folder.is_dir():
+        raise StyleError(f"style folder not found: {folder}")
+    if not meta_path.is_file():
+        raise StyleError(f"{meta_path} is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+        config = GANConfig.from_dict(meta["config"])
+        weights = meta["weights"]
+        weights[GENERATOR_FILE]["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise StyleError(f"{meta_path} is corrupt or incomplete ({exc})") from None
+    if meta.get("format") != STYLE_FORMAT:
+        raise StyleError(f"{meta_path} has format {meta.get('format')!r}; this version reads {STYLE_FORMAT}")
+    for filename, entry in weights.items():
+        if filename not in (GENERATOR_FILE, DISCRIMINATOR_FILE):
+            raise StyleError(f"{meta_path} lists an unexpected file {filename!r}")
+        path = folder / filename
+        if not path.is_file():
+            raise StyleError(f"{path} is missing")
+        if verify_hashes and sha256_file(path) != entry.get("sha256"):
+            raise StyleError(f"{path} does not match the sha256 in style.json (corrupt or modified file)")
+    return StyleInfo(name=meta.get("name", folder.name), path=folder, config=config, meta=meta)
+
+
+def _load_weights(model: keras.Model, path: Path) -> None:
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # noqa: BLE001 - h5py/Keras raise many types for a bad file
+        raise StyleError(f"{path} does not fit the architecture in style.json ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]})") from None
+
+
+def load_generator(folder: str | os.PathLike) -> tuple[keras.Model, StyleInfo]:
+    """Build the style's generator in float32 and load its verified weights."""
+    from gan.networks import build_generator
+
+    info = read_style(folder)
+    with float32_policy():
+        generator = build_generator(info.config)
+    _load_weights(generator, info.path / GENERATOR_FILE)
+    return generator, info
+
+
+def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
+    """Load a style's generator (and discriminator, if shipped) into a ``GAN`` for fine-tuning."""
+    info = read_style(folder)
+    # Training-only settings (learning rates, augmentation, frozen layers) may differ; shapes may not.
+    arch = ("preset", "latent_dim", "image_size", "g_channels", "d_channels")
+    if any(getattr(info.config, k) != getattr(gan.config, k) for k in arch):
+        raise StyleError(f"style {info.name!r} has another architecture than this run")
+    _load_weights(gan.generator, info.path / GENERATOR_FILE)
+    if info.has_discriminator:
+        _load_weights(gan.discriminator, info.path / DISCRIMINATOR_FILE)
+    return info
+
+
+def list_styles(root: str | os.PathLike) -> list[StyleInfo]:
+    """Every valid style under ``root`` (hashes unchecked, for speed); broken ones are logged."""
+    root = Path(root)
+    found = []
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not (folder / "style.json").exists():
+            continue
+        try:
+            found.append(read_style(folder, verify_hashes=False))
+        except StyleError as exc:
+            log.warning("ignoring style folder %s: %s", folder, exc)
+    return found
+
+
+def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generator: keras.Model,
+                discriminator: keras.Model | None = None, training: dict | None = None,
+                metrics: dict | None = None, description: str = "") -> Path:
+    """Write a complete style folder atomically: built in a temporary folder, then renamed.
+
+    An existing folder of the same name is replaced only once the new one is complete.
+    """
+    check_style_name(name)
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        generator.save_weights(tmp / GENERATOR_FILE)
+        files = [GENERATOR_FILE]
+        if discriminator is not None:
+            discriminator.save_weights(tmp / DISCRIMINATOR_FILE)
+            files.append(DISCRIMINATOR_FILE)
+        meta = {
+            "format": STYLE_FORMAT,
+            "name": name,
+            "description": description,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": config.to_dict(),
+            "latent_dim": config.latent_dim,
+            "image_size": config.image_size,
+            "weights": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
+            "training": training or {},
+            "metrics": metrics or {},
+        }
+        (tmp / "style.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        old_card = folder / "MODEL_CARD.md"
+        if old_card.exists():
+            shutil.copy2(old_card, tmp / "MODEL_CARD.md")
+        backup = None
+        if folder.exists():
+            backup = folder.with_name(f".{name}-old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(folder, backup)
+        os.replace(tmp, folder)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.PathLike = "weights",
+               metrics_file: str | None = None, description: str = "",
+               include_discriminator: bool = True) -> Path:
+    """Export a run's newest checkpoint as ``weights_dir/name`` (EMA generator when the run has one,
+    with its BatchNorm statistics recalibrated)."""
+    from gan import checkpoint as ckpt
+    from gan.config import TrainOptions
+    from gan.model import GAN, recalibrate_batchnorm
+
+    run_dir = Path(run_dir)
+    check_style_name(name)
+    options_path = run_dir / "options.json"
+    if not options_path.is_file():
+        raise StyleError(f"{run_dir} is not a training run (no options.json)")
+    options = TrainOptions.from_dict(json.loads(options_path.read_text()))
+    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if latest is None:
+        raise StyleError(f"{run_dir} has no checkpoint to export")
+    with float32_policy():
+        gan = GAN(options.model)
+        gan.compile()
+        step = ckpt.load_checkpoint(gan, latest)
+    generator = gan.inference_generator()
+    if generator is gan.ema_generator:
+        recalibrate_batchnorm(generator, options.model.latent_dim)
+    metrics = json.loads(Path(metrics_file).read_text()) if metrics_file else {}
+    history = run_dir / "history.jsonl"
+    wall = _wall_time(history)
+    training = {
+        "steps": step,
+        "images_seen": step * options.batch_size,
+        "batch_size": options.batch_size,
+        "data": options.data,
+        "mixed_precision": options.mixed_precision,
+        "init_from": options.init_from,
+        "wall_time_s": wall,
+        "hardware": f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores)".strip(),
+        "checkpoint": latest.name,
+    }
+    return write_style(Path(weights_dir) / name, name, options.model, generator,
+                       gan.discriminator if include_discriminator else None, training, metrics, description)
+
+
+def _wall_time(history: Path) -> float | None:
+    """Training wall time from the history log, leaving out pauses between resumed sessions."""
+    if not history.exists():
+        return None
+    times = [json.loads(line)["time"] for line in history.read_text().splitlines() if line.strip()]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    if not gaps:
+        return None
+    typical = sorted(gaps)[len(gaps) // 2]
+    return round(sum(g for g in gaps if g < 20 * typical), 1)

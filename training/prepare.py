@@ -1,0 +1,402 @@
+"""Data-set preparation and safe ingestion of user uploads.
+
+``prepare_dataset`` turns a folder (walked recursively) or a zip archive of pictures into a clean
+training set: square ``size`` x ``size`` RGB PNG files named ``000000.png``, ``000001.png``, ... in an
+empty output folder. The same code ingests the zip a server admin uploads to train a custom style
+(``ingest_zip_bytes``), so it treats every input as hostile:
+
+* zip archives are never extracted with ``extract``/``extractall``; member names are never used to
+  build a path. The archive size, the member count and the declared uncompressed total are checked
+  before anything is read, each member is read with a hard byte cap, and the bytes actually read are
+  counted (zip bombs, lying headers);
+* each candidate is identified by Pillow from its bytes, not its file name, and only JPEG, PNG and
+  WEBP are accepted; the pixel count is checked from the header before decoding (decompression bombs);
+* corrupt files are counted and skipped, never a crash.
+
+Why each file was dropped is counted in a ``PrepareReport``, whose ``summary()`` fits a chat message.
+Only Pillow, numpy and (for the optional face crop) OpenCV are needed: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+FACE_MARGIN = 0.25          # the face box grows by this fraction of its side on every edge
+FACE_DETECT_MAX_SIDE = 640  # faces are searched on a copy no larger than this (speed on big photos)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+class PrepareError(Exception):
+    """A user-facing failure; ``str(exc)`` is a one-line reason fit for a chat reply."""
+
+
+@dataclass
+class Limits:
+    """Bounds on what an upload may hold. Archive-level bounds apply to zip sources only."""
+
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_members: int = 2000
+    max_total_uncompressed: int = 200 * 1024 * 1024
+    max_member_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    min_images: int = 0
+    min_side: int = 32
+
+
+@dataclass
+class PrepareReport:
+    """What a preparation kept and why the rest was skipped (reason -> count)."""
+
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    out_dir: Path | None = None
+
+    def summary(self) -> str:
+        """A short text such as ``kept 38 images; skipped: 2 duplicate, 1 corrupt or unreadable``."""
+        text = f"kept {self.kept} image{'' if self.kept == 1 else 's'}"
+        if self.skipped:
+            text += "; skipped: " + _skip_text(self.skipped)
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form of the report."""
+        return {"kept": self.kept, "skipped": dict(self.skipped),
+                "out_dir": None if self.out_dir is None else str(self.out_dir)}
+
+
+class _Candidate(NamedTuple):
+    """One file of the source: its bytes, or the reason it was skipped before reading."""
+
+    name: str
+    data: bytes | None = None
+    reason: str | None = None
+
+
+class _Skip(Exception):
+    """Raised inside the pipeline to drop one image for ``reason``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- public entry points
+
+def prepare_dataset(source: str | os.PathLike, out: str | os.PathLike, size: int = 64,
+                    face_cascade: str | os.PathLike | None = None, min_side: int | None = None,
+                    limits: Limits | None = None) -> PrepareReport:
+    """Clean a folder (walked recursively) or a zip file of pictures into ``out``.
+
+    ``out`` is created if missing and must be empty. With ``face_cascade`` (an OpenCV cascade XML,
+    e.g. lbpcascade_animeface.xml) each picture is cropped around its largest face and pictures
+    without one are dropped; otherwise the centre square is kept. ``min_side`` (default
+    ``limits.min_side``) drops pictures whose short side, or face crop, is smaller. Raises
+    ``PrepareError`` for a refused archive or when fewer than ``limits.min_images`` (at least one)
+    images are kept; nothing is left in ``out`` then.
+    """
+    limits = limits or Limits()
+    source = Path(source)
+    if source.is_dir():
+        return _prepare(_folder_candidates(source, limits, skip_dir=Path(out)), out, size,
+                        face_cascade, min_side, limits)
+    if not source.is_file():
+        raise PrepareError(f"{source} does not exist")
+    with _open_zip(source, source.stat().st_size, limits) as zf:
+        return _prepare(_zip_candidates(zf, limits), out, size, face_cascade, min_side, limits)
+
+
+def ingest_zip_bytes(data: bytes, out: str | os.PathLike, size: int = 64,
+                     face_cascade: str | os.PathLike | None = None, min_side: int | None = None,
+                     limits: Limits | None = None) -> PrepareReport:
+    """Like ``prepare_dataset`` for a zip held in memory (an admin's upload in the chat)."""
+    limits = limits or Limits()
+    with _open_zip(io.BytesIO(data), len(data), limits) as zf:
+        return _prepare(_zip_candidates(zf, limits), out, size, face_cascade, min_side, limits)
+
+
+# --------------------------------------------------------------------------- candidates per source
+
+def _folder_candidates(root: Path, limits: Limits, skip_dir: Path) -> Iterator[_Candidate]:
+    """Every file under ``root`` in a stable order, except junk and the output folder itself."""
+    skip = skip_dir.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames
+                             if d != "__MACOSX" and Path(dirpath, d).resolve() != skip)
+        for fname in sorted(filenames):
+            if _is_junk(fname):
+                continue
+            path = Path(dirpath, fname)
+            name = str(path.relative_to(root))
+            try:
+                if path.stat().st_size > limits.max_member_bytes:
+                    yield _Candidate(name, reason="too large")
+                    continue
+                with open(path, "rb") as fh:
+                    data = fh.read(limits.max_member_bytes + 1)
+            except OSError as exc:
+                log.debug("cannot read %s: %s", name, exc)
+                yield _Candidate(name, reason="corrupt or unreadable")
+                continue
+            if len(data) > limits.max_member_bytes:
+                yield _Candidate(name, reason="too large")
+            else:
+                yield _Candidate(name, data)
+
+
+def _open_zip(file: str | os.PathLike | IO[bytes], nbytes: int, limits: Limits) -> zipfile.ZipFile:
+    """Open an archive after the checks that need no member to be read."""
+    if nbytes > limits.max_upload_bytes:
+        raise PrepareError(f"archive is larger than {_human_bytes(limits.max_upload_bytes)}")
+    try:
+        zf = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise PrepareError("not a zip file") from exc
+    try:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise PrepareError(f"zip holds {len(infos)} files; the limit is {limits.max_members}")
+        declared = sum(info.file_size for info in infos)
+        if declared > limits.max_total_uncompressed:
+            raise PrepareError(f"entries declare {_human_bytes(declared)} uncompressed; "
+                               f"the limit is {_human_bytes(limits.max_total_uncompressed)}")
+        if not any(not info.is_dir() for info in infos):
+            raise PrepareError("the archive is empty: it holds no images")
+    except BaseException:
+        zf.close()
+        raise
+    return zf
+
+
+def _zip_candidates(zf: zipfile.ZipFile, limits: Limits) -> Iterator[_Candidate]:
+    """Each file member's bytes, read with a cap; member names only label the candidates."""
+    total = 0
+    for info in zf.infolist():
+        name = info.filename
+        if info.is_dir():
+            continue
+        if _is_unsafe(name):
+            log.warning("unsafe member name in archive: %r", name)
+            yield _Candidate(name, reason="unsafe path")
+            continue
+        if _is_junk(name):
+            continue
+        if info.flag_bits & 0x1:
+            yield _Candidate(name, reason="encrypted")
+            continue
+        if info.file_size > limits.max_member_bytes:
+            yield _Candidate(name, reason="too large")
+            continue
+        try:
+            with zf.open(info) as fh:
+                data = fh.read(limits.max_member_bytes + 1)
+        except Exception as exc:  # BadZipFile (bad CRC), zlib.error, unsupported method, ...
+            log.debug("cannot read member %s: %s", name, exc)
+            yield _Candidate(name, reason="corrupt or unreadable")
+            continue
+        total += len(data)
+        if total > limits.max_total_uncompressed:
+            raise PrepareError(f"the archive unpacks to more than "
+                               f"{_human_bytes(limits.max_total_uncompressed)}")
+        if len(data) > limits.max_member_bytes:
+            yield _Candidate(name, reason="too large")
+        else:
+            yield _Candidate(name, data)
+
+
+def _is_unsafe(name: str) -> bool:
+    """An absolute name, a drive letter or a ``..`` component (zip slip)."""
+    path = name.replace("\\", "/")
+    return path.startswith("/") or bool(_DRIVE.match(path)) or ".." in path.split("/")
+
+
+def _is_junk(name: str) -> bool:
+    """macOS / Windows side files that are never pictures."""
+    parts = name.replace("\\", "/").split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] in _JUNK_NAMES
+
+
+# --------------------------------------------------------------------------- one validation pipeline
+
+def _prepare(candidates: Iterable[_Candidate], out: str | os.PathLike, size: int,
+             face_cascade: str | os.PathLike | None, min_side: int | None,
+             limits: Limits) -> PrepareReport:
+    """Validate, crop, resize, de-duplicate and write every candidate; clean up on failure."""
+    min_side = limits.min_side if min_side is None else min_side
+    detector = _load_cascade(face_cascade) if face_cascade else None
+    out = Path(out)
+    created = _make_out_dir(out)
+    report = PrepareReport(out_dir=out)
+    seen: set[str] = set()
+    written: list[Path] = []
+    try:
+        for cand in candidates:
+            try:
+                if cand.reason is not None:
+                    raise _Skip(cand.reason)
+                img = _to_training_image(cand.data, size, min_side, limits, detector)
+                digest = hashlib.sha256(img.tobytes()).hexdigest()  # decoded pixels: re-encodes match
+                if digest in seen:
+                    raise _Skip("duplicate")
+            except _Skip as skip:
+                log.debug("skipped %s: %s", cand.name, skip.reason)
+                report.skipped[skip.reason] += 1
+                continue
+            seen.add(digest)
+            path = out / f"{report.kept:06d}.png"
+            written.append(path)
+            img.save(path, format="PNG")
+            report.kept += 1
+        needed = max(limits.min_images, 1)
+        if report.kept < needed:
+            skipped = f" (skipped: {_skip_text(report.skipped)})" if report.skipped else ""
+            if report.kept == 0:
+                raise PrepareError(f"no usable images{skipped}")
+            raise PrepareError(f"only {report.kept} usable images; at least {needed} are needed{skipped}")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    log.info("%s: %s", out, report.summary())
+    return report
+
+
+def _make_out_dir(out: Path) -> bool:
+    """Create ``out`` (returns True) or accept it if it is an empty folder (returns False)."""
+    if out.exists():
+        if not out.is_dir():
+            raise PrepareError(f"{out} exists and is not a folder")
+        if any(out.iterdir()):
+            raise PrepareError(f"{out} is not empty; choose a new or empty output folder")
+        return False
+    out.mkdir(parents=True)
+    return True
+
+
+def _to_training_image(data: bytes, size: int, min_side: int, limits: Limits,
+                       detector: Any | None) -> Image.Image:
+    """Decode, check, crop (face or centre square) and resize one picture, or raise ``_Skip``."""
+    img = _decode(data, limits)
+    if min(img.size) < min_side:
+        raise _Skip("too small")
+    box = _face_box(img, detector) if detector is not None else _centre_box(img.size)
+    if box[2] - box[0] < min_side:
+        raise _Skip("too small")
+    return img.resize((size, size), Image.Resampling.LANCZOS, box=box)
+
+
+def _decode(data: bytes, limits: Limits) -> Image.Image:
+    """Bytes -> upright RGB image; refuses non-images, other formats, bombs and corrupt files."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        except UnidentifiedImageError:
+            raise _Skip("not an image") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _Skip("decompression bomb") from None
+        except Exception as exc:
+            log.debug("cannot open image: %s", exc)
+            raise _Skip("corrupt or unreadable") from None
+        if img.format not in ALLOWED_FORMATS:
+            raise _Skip(f"not an allowed format ({img.format})")
+        if img.width * img.height > limits.max_image_pixels:
+            raise _Skip("decompression bomb")
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _Skip("decompression bomb") from None
+        except Exception as exc:  # Pillow raises many types on malformed data
+            log.debug("cannot decode image: %s", exc)
+            raise _Skip("corrupt or unreadable") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with transparent areas flattened onto white."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _centre_box(wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred square of an image of size ``wh``."""
+    w, h = wh
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return left, top, left + side, top + side
+
+
+def _load_cascade(path: str | os.PathLike) -> Any:
+    """An OpenCV cascade classifier, or ``PrepareError`` if the XML cannot be loaded."""
+    import cv2  # only needed for face crops
+
+    if not Path(path).is_file():
+        raise PrepareError(f"face cascade {path} does not exist")
+    try:
+        detector = cv2.CascadeClassifier(str(path))
+    except Exception as exc:  # cv2.error, or SystemError from the bindings on a malformed XML
+        raise PrepareError(f"face cascade {path} could not be loaded") from exc
+    if detector.empty():
+        raise PrepareError(f"face cascade {path} could not be loaded")
+    return detector
+
+
+def _face_box(img: Image.Image, detector: Any) -> tuple[int, int, int, int]:
+    """A square around the largest face (plus margin), clamped to the image; ``_Skip`` if none."""
+    import cv2
+    import numpy as np
+
+    w, h = img.size
+    scale = min(1.0, FACE_DETECT_MAX_SIDE / max(w, h))
+    gray = img.convert("L")
+    if scale < 1.0:
+        gray = gray.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    faces = detector.detectMultiScale(cv2.equalizeHist(np.asarray(gray)), 1.1, 5, minSize=(24, 24))
+    if len(faces) == 0:
+        raise _Skip("no face found")
+    fx, fy, fw, fh = (v / scale for v in max(faces, key=lambda f: int(f[2]) * int(f[3])))
+    side = min(round(max(fw, fh) * (1 + 2 * FACE_MARGIN)), w, h)
+    left = min(max(round(fx + fw / 2 - side / 2), 0), w - side)
+    top = min(max(round(fy + fh / 2 - side / 2), 0), h - side)
+    return left, top, left + side, top + side
+
+
+# --------------------------------------------------------------------------- text helpers
+
+def _skip_text(skipped: Counter) -> str:
+    return ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+
+
+def _human_bytes(n: int) -> str:
+    """``25 MB``, ``1.0 GB``, ``512 KB``, ``100 bytes`` (binary units)."""
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GB"
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
+    return f"{n} bytes"

@@ -64,7 +64,7 @@ class GANConfig:
         else:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         base.update(overrides)
-        return cls(**base)
+        return cls.from_dict(base)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

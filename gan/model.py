@@ -40,6 +40,9 @@ class GAN(keras.Model):
         self.real_score_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
         self.fake_score_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
         self._ema_fn = None
+        # The sub-networks are built; without this, fit() under tf.distribute would try to build
+        # the GAN by calling it on an image batch, which is not the generator's input.
+        self.built = True
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer | None = None,
                 g_optimizer: keras.optimizers.Optimizer | None = None, **kwargs) -> None:

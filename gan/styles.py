@@ -23,6 +23,7 @@ import platform
 import re
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,11 @@ def read_style(folder: str | os.PathLike, verify_hashes: bool = True) -> StyleIn
 
 def _load_weights(model: keras.Model, path: Path) -> None:
     try:
-        model.load_weights(path)
+        # Keras only warns when part of a file does not match and keeps fresh weights for it;
+        # a half-loaded network must be refused instead.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.load_weights(path)
     except Exception as exc:  # noqa: BLE001 - h5py/Keras raise many types for a bad file
         raise StyleError(f"{path} does not fit the architecture in style.json ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200]})") from None

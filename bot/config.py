@@ -1,0 +1,89 @@
+"""Bot settings from the environment and ``.env`` (pydantic-settings); ``.env.example`` lists them all.
+
+Tokens are ``SecretStr``: they print as ``**********`` in reprs, logs and errors. The settings at the
+end (``DISCORD_API_BASE``, ``DISCORD_GATEWAY_URL``, ``TELEGRAM_API_BASE``, ``TELEGRAM_FILE_BASE``)
+exist for testing against local fake servers; leave them unset in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class Settings(BaseSettings):
+    """Everything ``avatarbot run`` can be told; each field is the upper-case environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_ignore_empty=True)
+
+    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    discord_sync_commands: bool = True
+
+    weights_dir: Path | None = None
+    default_style: str = "default"
+    output_size: int = Field(default=256, ge=64, le=512)
+    upscale_size: int = Field(default=512, ge=64, le=512)
+    max_grid: int = Field(default=4, ge=1, le=16)
+    morph_frames: int = Field(default=24, ge=2, le=64)
+
+    user_cooldown_s: float = Field(default=3.0, ge=0)
+    chat_limit_per_minute: int = Field(default=60, ge=1)
+    queue_size: int = Field(default=256, ge=1)
+    batch_window_ms: float = Field(default=4.0, ge=0)
+    max_batch: int = Field(default=64, ge=1)
+    cache_size: int = Field(default=256, ge=0)
+    encode_threads: int = Field(default=2, ge=1)
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    log_level: str = "INFO"
+
+    # For tests against local fake servers only.
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+    telegram_api_base: str | None = None
+    telegram_file_base: str | None = None
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _auto_shards(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    def resolved_weights_dir(self) -> Path:
+        """``WEIGHTS_DIR``, else the same folder ``avatarbot generate`` uses."""
+        if self.weights_dir is not None:
+            return self.weights_dir
+        from bot.cli import default_weights_dir
+
+        return default_weights_dir()
+
+    def secrets(self) -> list[str]:
+        """The secret values, for log redaction."""
+        return [s.get_secret_value() for s in (self.discord_token, self.telegram_token)
+                if s is not None and s.get_secret_value()]

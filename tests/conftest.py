@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny real TensorFlow models and small image folders made on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+INCEPTION_WEIGHTS = SHARED_DATA / "inception" / "inception_v3_fid_notop.weights.h5"
+ANIME_FACES = SHARED_DATA / "anime-faces-64"
+
+
+def tiny_config(**overrides):
+    """A real but tiny improved-preset config (8 channels), fast on any CPU."""
+    from gan.config import GANConfig
+
+    preset = overrides.pop("preset", "improved")
+    base = dict(g_channels=8, d_channels=8, latent_dim=128)
+    base.update(overrides)
+    return GANConfig.preset_config(preset, **base)
+
+
+def make_style(folder: Path, name: str = "default", **overrides) -> Path:
+    """Write a complete style folder with freshly initialised tiny networks."""
+    import keras
+
+    from gan.networks import build_discriminator, build_generator
+    from gan.styles import float32_policy, write_style
+
+    config = tiny_config(**overrides)
+    keras.utils.set_random_seed(1234)
+    with float32_policy():
+        generator = build_generator(config)
+        discriminator = build_discriminator(config)
+    return write_style(folder / name, name, config, generator, discriminator, description="test style")
+
+
+def make_image_folder(folder: Path, n: int, seed: int = 0, size: int = 64) -> Path:
+    """``n`` random-blob RGB JPEGs (distinct pictures, not flat)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n):
+        cy, cx, r = rng.uniform(10, size - 10, 2).tolist() + [rng.uniform(6, 20)]
+        base = rng.integers(0, 255, 3)
+        img = np.broadcast_to(base, (size, size, 3)).copy()
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"{i:04d}.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_style(tmp_path_factory) -> Path:
+    """A weights folder holding one tiny style named ``default``; returns the weights folder."""
+    root = tmp_path_factory.mktemp("weights")
+    make_style(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("images"), 48)

@@ -1,0 +1,214 @@
+"""The engine: networks, losses, seed contract, styles on disk, inference, image output."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, make_style, tiny_config
+
+
+@pytest.mark.parametrize("preset", ["seed", "improved"])
+def test_network_shapes_of_both_presets(preset):
+    from gan.config import GANConfig
+    from gan.networks import build_discriminator, build_generator
+
+    config = GANConfig.preset_config(preset)
+    g, d = build_generator(config), build_discriminator(config)
+    z = np.random.default_rng(0).standard_normal((2, config.latent_dim)).astype("float32")
+    images = g(z, training=False).numpy()
+    assert images.shape == (2, 64, 64, 3)
+    assert images.min() >= -1 and images.max() <= 1
+    assert d(images, training=False).shape == (2, 1)
+
+
+def test_seed_preset_follows_the_seed_document():
+    from gan.config import GANConfig
+    from gan.networks import build_discriminator, build_generator
+
+    config = GANConfig.preset_config("seed")
+    assert (config.latent_dim, config.g_lr, config.d_lr, config.loss) == (100, 1e-4, 1e-4, "bce")
+    g = build_generator(config)
+    convt = [layer for layer in g.layers if layer.__class__.__name__ == "Conv2DTranspose"]
+    assert [c.filters for c in convt] == [128, 64, 32, 3]  # 32: the stage the listing is missing
+    assert [c.strides for c in convt] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+    assert all(c.kernel_size == (5, 5) for c in convt)
+    d = build_discriminator(config)
+    assert sum(layer.__class__.__name__ == "Dropout" for layer in d.layers) == 2
+
+
+def test_seed_loss_equals_hand_computed_value():
+    from gan.losses import bce_d_loss, bce_g_loss
+
+    real, fake = np.array([[2.0], [0.5]], "float32"), np.array([[-1.0], [3.0]], "float32")
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected_d = [-math.log(sig(2.0)) - math.log(1 - sig(-1.0)), -math.log(sig(0.5)) - math.log(1 - sig(3.0))]
+    expected_g = [-math.log(sig(-1.0)), -math.log(sig(3.0))]
+    np.testing.assert_allclose(bce_d_loss(real, fake).numpy(), expected_d, rtol=1e-5)
+    np.testing.assert_allclose(bce_g_loss(fake).numpy(), expected_g, rtol=1e-5)
+
+
+def test_train_step_updates_both_networks_and_reports_losses():
+    from gan.model import GAN
+
+    gan = GAN(tiny_config())
+    gan.compile()
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    g_before = [w.copy() for w in gan.generator.get_weights()]
+    d_before = [w.copy() for w in gan.discriminator.get_weights()]
+    logs = gan.train_step(real)
+    assert np.isfinite(float(logs["d_loss"])) and np.isfinite(float(logs["g_loss"]))
+    assert any(not np.array_equal(a, b) for a, b in zip(g_before, gan.generator.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(d_before, gan.discriminator.get_weights()))
+
+
+def test_diffaugment_keeps_shape_and_changes_images():
+    from gan.augment import diff_augment
+
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype("float32")
+    y = diff_augment(x, "color,translation,cutout").numpy()
+    assert y.shape == x.shape and not np.allclose(x, y)
+    with pytest.raises(ValueError, match="unknown DiffAugment policy"):
+        diff_augment(x, "rotate")
+
+
+def test_seed_contract_is_pinned():
+    """The seed -> latent and name -> seed mappings are a public promise: these values never change."""
+    from gan.latents import latent_for_seed, seed_for_name
+
+    z = latent_for_seed(42, 4)
+    expected = np.random.Generator(np.random.PCG64(42)).standard_normal(4).astype(np.float32)
+    np.testing.assert_array_equal(z, expected)
+    np.testing.assert_allclose(z, [0.30471708, -1.0399841, 0.7504512, 0.94056472], rtol=1e-6)
+    assert seed_for_name("Alice") == seed_for_name("  alice ") == 7519593804245791332
+    assert 0 <= seed_for_name("ünïcødé 名前") < 2**63
+
+
+@pytest.mark.parametrize("bad", [-1, 2**63, 1.5, "7", True])
+def test_bad_seeds_are_refused(bad):
+    from gan.latents import check_seed
+
+    with pytest.raises(ValueError, match="seed must"):
+        check_seed(bad)
+
+
+def test_style_round_trip_gives_identical_images(tmp_path):
+    import keras
+
+    from gan.inference import AvatarGenerator
+    from gan.networks import build_generator
+    from gan.styles import float32_policy, load_generator, write_style
+
+    config = tiny_config()
+    with float32_policy():
+        g = build_generator(config)
+    z = np.random.default_rng(1).standard_normal((3, config.latent_dim)).astype("float32")
+    write_style(tmp_path / "s", "s", config, g)
+    loaded, info = load_generator(tmp_path / "s")
+    np.testing.assert_array_equal(g(z, training=False).numpy(), loaded(z, training=False).numpy())
+    assert info.name == "s" and len(info.generator_sha256) == 64
+    assert isinstance(loaded, keras.Model)
+    assert AvatarGenerator(loaded, info).generate([1, 2]).dtype == np.uint8
+
+
+def test_corrupted_weights_file_gives_clear_error(tmp_path):
+    from gan.inference import AvatarGenerator
+    from gan.styles import GENERATOR_FILE, StyleError
+
+    folder = make_style(tmp_path, "broken")
+    path = folder / GENERATOR_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StyleError, match="does not match the sha256"):
+        AvatarGenerator.load(folder)
+
+
+def test_mismatched_weights_give_clear_error(tmp_path):
+    from gan.inference import AvatarGenerator
+    from gan.styles import StyleError
+
+    folder = make_style(tmp_path, "wide")
+    meta = json.loads((folder / "style.json").read_text())
+    meta["config"]["g_channels"] = 16  # the file holds 8-channel weights
+    (folder / "style.json").write_text(json.dumps(meta))
+    with pytest.raises(StyleError, match="does not fit the architecture"):
+        AvatarGenerator.load(folder)
+
+
+def test_missing_style_json_and_truncated_file(tmp_path):
+    from gan.styles import GENERATOR_FILE, StyleError, read_style
+
+    with pytest.raises(StyleError, match="not found"):
+        read_style(tmp_path / "nothing")
+    folder = make_style(tmp_path, "cut")
+    (folder / "style.json").write_text("{not json")
+    with pytest.raises(StyleError, match="corrupt or incomplete"):
+        read_style(folder)
+    folder = make_style(tmp_path, "gone")
+    (folder / GENERATOR_FILE).unlink()
+    with pytest.raises(StyleError, match="missing"):
+        read_style(folder)
+
+
+def test_same_seed_same_face_regardless_of_batch(tiny_style):
+    from gan.inference import AvatarGenerator
+
+    gen = AvatarGenerator.load(tiny_style / "default")
+    alone = gen.generate([42])[0]
+    in_batch = gen.generate(list(range(30, 60)))[12]
+    assert np.array_equal(alone, in_batch)
+    faces = gen.generate(list(range(8)))
+    assert len({f.tobytes() for f in faces}) == 8
+
+
+def test_truncation_variations_and_interpolation(tiny_style):
+    from gan.inference import AvatarGenerator
+
+    gen = AvatarGenerator.load(tiny_style / "default")
+    base = gen.generate([7])[0].astype(int)
+    near = gen.variations(7, count=4, strength=0.2)
+    far = gen.variations(7, count=4, strength=1.5)
+    assert near.shape == (4, 64, 64, 3) and len({v.tobytes() for v in near}) == 4
+    assert np.abs(near.astype(int) - base).mean() < np.abs(far.astype(int) - base).mean()
+    frames = gen.interpolate(7, 8, steps=6)
+    assert np.array_equal(frames[0], base) and np.array_equal(frames[-1], gen.generate([8])[0])
+    assert not np.array_equal(gen.generate([7], truncation=0.5)[0], base)
+    with pytest.raises(ValueError, match="truncation"):
+        gen.generate([7], truncation=2.0)
+
+
+def test_png_metadata_upscale_grid_and_gif(tiny_style):
+    from gan.imaging import avatar_png, gif_bytes, grid, read_png_metadata
+    from gan.inference import AvatarGenerator
+
+    gen = AvatarGenerator.load(tiny_style / "default")
+    faces = gen.generate([1, 2, 3, 4])
+    data = avatar_png(faces[0], 256, gen.metadata(1, 1.0))
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG" and im.size == (256, 256)
+    meta = read_png_metadata(data)
+    assert meta["seed"] == "1" and meta["style"] == "default"
+    assert meta["weights_sha256"] == gen.weights_sha256 and meta["truncation"] == "1"
+    assert grid(faces, cols=2, pad=2).size == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2)
+    with Image.open(io.BytesIO(gif_bytes(gen.interpolate(1, 2, 5), size=128))) as im:
+        assert im.format == "GIF" and im.n_frames == 8 and im.size == (128, 128)
+
+
+def test_same_seed_identical_pixels_in_two_processes(tiny_style, tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"a{i}.png"
+        subprocess.run([sys.executable, "-m", "bot", "generate", "--seed", "123456789", "--weights-dir",
+                        str(tiny_style), "-o", str(out)], check=True, cwd=REPO, capture_output=True)
+        with Image.open(out) as im:
+            outs.append(np.asarray(im.convert("RGB")))
+    assert np.array_equal(outs[0], outs[1])
+    assert outs[0].std() > 0

@@ -1,0 +1,204 @@
+"""Training: data pipeline, resumable runs, Ctrl-C, export, the train CLI, distribution, evaluation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import INCEPTION_WEIGHTS, REPO, make_image_folder, tiny_config
+
+
+def _options(data, **kw):
+    from gan.config import TrainOptions
+
+    base = dict(data=str(data), model=tiny_config(), batch_size=4, steps=4, steps_per_epoch=2,
+                checkpoint_every=2, sample_seeds=[0, 1, 2, 3])
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def test_corrupt_files_in_training_folder_are_skipped_and_counted(tmp_path):
+    from gan.data import load_folder, make_dataset
+
+    folder = make_image_folder(tmp_path / "imgs" / "nested", 6)
+    (tmp_path / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    (tmp_path / "imgs" / "notes.png").write_text("this is text, not a picture")
+    Image.new("RGB", (90, 70), (10, 200, 30)).save(tmp_path / "imgs" / "wide.webp")
+    Image.new("RGB", (50, 50), (200, 10, 30)).save(folder / "small.png")
+    images, stats = load_folder(tmp_path / "imgs", 68)
+    assert stats.loaded == 8 and images.shape == (8, 68, 68, 3)
+    assert stats.skipped["corrupt or unreadable"] == 2
+    assert "8 images loaded" in stats.summary() and "2 skipped" in stats.summary()
+    batch = next(iter(make_dataset(images, 4, 64, 4)))
+    assert batch.shape == (4, 64, 64, 3)
+    assert -1.0 <= float(batch.numpy().min()) and float(batch.numpy().max()) <= 1.0
+
+
+def test_training_folder_without_images_is_a_clear_error(tmp_path):
+    from gan.data import load_folder
+
+    (tmp_path / "x.jpg").write_text("nope")
+    with pytest.raises(ValueError, match="no usable images"):
+        load_folder(tmp_path)
+
+
+def test_run_writes_samples_plot_logs_and_resumes_from_its_step(tmp_path, image_folder):
+    from gan.trainer import Trainer
+
+    run = tmp_path / "run"
+    assert Trainer(run, _options(image_folder), progress_bar=False, log_every=1).run() == "done"
+    assert (run / "options.json").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "step-000000004.npz"
+    assert (run / "samples" / "step-000000004.png").exists() and (run / "loss.png").exists()
+    assert list((run / "logs").iterdir())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+
+    # Train longer: the same directory resumes at step 4, not from scratch.
+    options = json.loads((run / "options.json").read_text())
+    options["steps"] = 6
+    from gan.config import TrainOptions
+
+    trainer = Trainer(run, TrainOptions.from_dict(options), progress_bar=False, log_every=1)
+    seen = []
+    trainer.on_progress = lambda step, total, logs: seen.append(step)
+    assert trainer.run() == "done"
+    assert seen == [5, 6] and trainer.step == 6
+
+
+def test_interrupt_saves_a_checkpoint_and_the_next_run_continues(tmp_path, image_folder):
+    from gan.trainer import Trainer
+
+    run = tmp_path / "run"
+
+    def stop_at_3(step, total, logs):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    trainer = Trainer(run, _options(image_folder, steps=6, checkpoint_every=100), progress_bar=False,
+                      on_progress=stop_at_3)
+    assert trainer.run() == "interrupted"
+    assert (run / "checkpoints" / "step-000000003.npz").exists()
+    resumed = Trainer(run, progress_bar=False)  # options come from options.json
+    assert resumed.setup() == 3
+    assert resumed.run() == "done" and resumed.step == 6
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, image_folder):
+    from gan import checkpoint as ckpt
+    from gan.model import GAN
+
+    run = tmp_path / "run"
+    gan = GAN(tiny_config())
+    gan.compile()
+    gan.build_all()
+    path = ckpt.save_checkpoint(gan, run)
+    other = GAN(tiny_config(g_channels=16))
+    other.compile()
+    with pytest.raises(ValueError, match="does not match this model"):
+        ckpt.load_checkpoint(other, path)
+
+
+def test_export_run_gives_a_loadable_style(tmp_path, image_folder):
+    from gan.inference import AvatarGenerator
+    from gan.styles import export_run
+    from gan.trainer import Trainer
+
+    run = tmp_path / "run"
+    Trainer(run, _options(image_folder, steps=2), progress_bar=False).run()
+    folder = export_run(run, "mystyle", tmp_path / "weights", description="from a test")
+    meta = json.loads((folder / "style.json").read_text())
+    assert meta["training"]["steps"] == 2 and meta["training"]["images_seen"] == 8
+    assert set(meta["weights"]) == {"generator.weights.h5", "discriminator.weights.h5"}
+    faces = AvatarGenerator.load(folder).generate([1, 2])
+    assert faces.shape == (2, 64, 64, 3)
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_train_cli_dry_run_and_bad_arguments(tmp_path, image_folder):
+    out = _cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--preset", "seed",
+               "--steps", "9", "--bf16", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    options = json.loads(out.stdout)
+    assert options["steps"] == 9 and options["model"]["preset"] == "seed" and options["mixed_precision"]
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+    missing = _cli("train", str(tmp_path / "r2"), "--data", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "data folder not found" in missing.stderr
+    typo = _cli("train", str(tmp_path / "r3"), "--data", str(image_folder), "--set", "g_chanels=3")
+    assert typo.returncode == 2 and "unknown config keys" in typo.stderr
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):
+    """tf.distribute across two logical CPU devices: the run trains and checkpoints."""
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tests.test_training import _options
+from gan.trainer import Trainer
+t = Trainer({str(tmp_path / 'run')!r}, _options({str(image_folder)!r}, strategy="mirrored", steps=2),
+            progress_bar=False)
+assert t.run() == "done", "run did not finish"
+print("replicas", t.strategy.num_replicas_in_sync, "step", t.step)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "replicas 2 step 2" in out.stdout
+
+
+def test_bfloat16_training_keeps_float32_outputs(tmp_path, image_folder):
+    import keras
+
+    from gan.model import GAN
+    from gan.trainer import set_precision
+
+    set_precision(True)
+    try:
+        gan = GAN(tiny_config())
+        gan.compile()
+        assert gan.generator.layers[2].compute_dtype == "bfloat16"
+        real = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+        logs = gan.train_step(real)
+        assert np.isfinite(float(logs["g_loss"]))
+        z = np.zeros((2, gan.config.latent_dim), "float32")
+        assert gan.generator(z).dtype == "float32" and gan.discriminator(gan.generator(z)).dtype == "float32"
+    finally:
+        set_precision(False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+def test_kid_near_zero_for_a_folder_against_itself_and_large_against_noise(tmp_path):
+    from gan.metrics import InceptionFeatures, fid, kid
+
+    from tests.conftest import ANIME_FACES
+    from gan.data import load_folder
+
+    faces, _ = load_folder(ANIME_FACES, 64, max_images=60)
+    noise = np.random.default_rng(0).integers(0, 256, faces.shape, dtype=np.uint8)
+    extractor = InceptionFeatures(INCEPTION_WEIGHTS, batch_size=30)
+    f_faces, f_noise = extractor(faces), extractor(noise)
+    same, _ = kid(f_faces, f_faces, subsets=10, subset_size=50)
+    other, _ = kid(f_faces, f_noise, subsets=10, subset_size=50)
+    assert abs(same) < 0.01 and other > 0.2
+    assert fid(f_faces, f_faces) < 1e-3 < 100 < fid(f_faces, f_noise)
+
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image_folder):
+    out = _cli("evaluate", str(tiny_style / "default"), "--real", str(image_folder), "--num-fake", "40",
+               "--num-real", "40", "--batch-size", "20", "--inception-weights", str(INCEPTION_WEIGHTS),
+               "-o", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["num_fake"] == 40 and result["num_real"] == 40 and result["style"] == "default"
+    assert result["fid"] > 0 and "kid" in result

@@ -5,6 +5,7 @@
     avatarbot grid --seeds 1-16 -o grid.png
     avatarbot morph --from 1 --to 2 -o morph.gif
     avatarbot styles
+    avatarbot run                   (the chat bot; settings from the environment and .env)
 """
 
 from __future__ import annotations
@@ -169,6 +170,20 @@ def cmd_styles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+    from bot.runner import run
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise CLIError(f"bad setting: {problems}") from None
+    return run(settings, verbose=args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatarbot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("styles", help="list installed styles")
     s.add_argument("--weights-dir", default=None)
     s.set_defaults(func=cmd_styles)
+
+    r = sub.add_parser("run", help="run the chat bot on every platform that has a token (see .env.example)")
+    r.set_defaults(func=cmd_run)
 
     return p
 

@@ -117,7 +117,7 @@ def folder_features(folder: str | os.PathLike, n: int, extractor: InceptionFeatu
     return feats
 
 
-def _fake_images(source: Path, n: int, truncation: float) -> tuple[np.ndarray, dict]:
+def _fake_images(source: Path, n: int, truncation: float, step: int | None = None) -> tuple[np.ndarray, dict]:
     """Images from a style folder, a run directory (newest checkpoint) or a folder of images."""
     from gan.data import load_folder
     from gan.inference import AvatarGenerator
@@ -132,8 +132,8 @@ def _fake_images(source: Path, n: int, truncation: float) -> tuple[np.ndarray, d
         from gan.styles import export_run
 
         with tempfile.TemporaryDirectory() as tmp:
-            folder = export_run(source, "eval", tmp, include_discriminator=False)
-            images, info = _fake_images(folder, n, truncation)
+            folder = export_run(source, "eval", tmp, include_discriminator=False, step=step)
+            images, _ = _fake_images(folder, n, truncation)
             meta = json.loads((folder / "style.json").read_text())
         return images, {"run": str(source), "steps": meta["training"]["steps"],
                         "images_seen": meta["training"]["images_seen"]}
@@ -145,14 +145,16 @@ def _fake_images(source: Path, n: int, truncation: float) -> tuple[np.ndarray, d
 
 def evaluate_generator_folder(source: str | os.PathLike, real: str | os.PathLike, n_fake: int = 10_000,
                               n_real: int = 10_000, inception_weights: str | None = None,
-                              batch_size: int = 100, truncation: float = 1.0) -> dict:
-    """FID and KID of ``source`` (style, run or image folder) against a folder of real images."""
+                              batch_size: int = 100, truncation: float = 1.0, step: int | None = None) -> dict:
+    """FID and KID of ``source`` (style, run or image folder) against a folder of real images.
+
+    For a run directory, ``step`` picks a checkpoint other than the newest."""
     source, real = Path(source), Path(real)
     if not real.is_dir():
         raise FileNotFoundError(f"real image folder not found: {real}")
     extractor = InceptionFeatures(inception_weights, batch_size)
     real_feats = folder_features(real, n_real, extractor)
-    images, about = _fake_images(source, n_fake, truncation)
+    images, about = _fake_images(source, n_fake, truncation, step)
     fake_feats = extractor(images)
     kid_mean, kid_std = kid(fake_feats, real_feats)
     return {

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 import keras
 
 from gan.config import GANConfig
+from gan.model_card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,12 @@ def list_styles(root: str | os.PathLike) -> list[StyleInfo]:
 
 def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generator: keras.Model,
                 discriminator: keras.Model | None = None, training: dict | None = None,
-                metrics: dict | None = None, description: str = "") -> Path:
+                metrics: dict | None = None, description: str = "", notes: str = "",
+                comparison: list[dict] | None = None) -> Path:
     """Write a complete style folder atomically: built in a temporary folder, then renamed.
+
+    Besides the weights and ``style.json`` it holds ``samples.png`` (seeds 0-15) and
+    ``MODEL_CARD.md`` (with ``notes`` and a preset ``comparison`` table when given).
 
     An existing folder of the same name is replaced only once the new one is complete.
     """
@@ -200,9 +205,8 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
             "metrics": metrics or {},
         }
         (tmp / "style.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        old_card = folder / "MODEL_CARD.md"
-        if old_card.exists():
-            shutil.copy2(old_card, tmp / "MODEL_CARD.md")
+        _sample_grid(generator, config).save(tmp / "samples.png")
+        write_model_card(tmp, notes, comparison)
         backup = None
         if folder.exists():
             backup = folder.with_name(f".{name}-old")
@@ -217,11 +221,20 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
     return folder
 
 
+def _sample_grid(generator: keras.Model, config: GANConfig):
+    from gan.imaging import grid, to_uint8
+    from gan.latents import latents_for_seeds
+
+    z = latents_for_seeds(list(range(16)), config.latent_dim)
+    return grid(to_uint8(generator(z, training=False).numpy()), cols=8, cell=96)
+
+
 def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.PathLike = "weights",
                metrics_file: str | None = None, description: str = "",
-               include_discriminator: bool = True) -> Path:
-    """Export a run's newest checkpoint as ``weights_dir/name`` (EMA generator when the run has one,
-    with its BatchNorm statistics recalibrated)."""
+               include_discriminator: bool = True, notes: str = "",
+               comparison: list[dict] | None = None, step: int | None = None) -> Path:
+    """Export a run's newest checkpoint (or the one of ``step``) as ``weights_dir/name``: the EMA
+    generator when the run has one, with its BatchNorm statistics recalibrated."""
     from gan import checkpoint as ckpt
     from gan.config import TrainOptions
     from gan.model import GAN, recalibrate_batchnorm
@@ -232,9 +245,12 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     if not options_path.is_file():
         raise StyleError(f"{run_dir} is not a training run (no options.json)")
     options = TrainOptions.from_dict(json.loads(options_path.read_text()))
-    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
-    if latest is None:
-        raise StyleError(f"{run_dir} has no checkpoint to export")
+    found = ckpt.list_checkpoints(run_dir / "checkpoints")
+    if step is not None:
+        found = [p for p in found if ckpt.checkpoint_step(p) == step]
+    if not found:
+        raise StyleError(f"{run_dir} has no checkpoint{f' of step {step}' if step is not None else ''} to export")
+    latest = found[-1]
     with float32_policy():
         gan = GAN(options.model)
         gan.compile()
@@ -257,7 +273,8 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
         "checkpoint": latest.name,
     }
     return write_style(Path(weights_dir) / name, name, options.model, generator,
-                       gan.discriminator if include_discriminator else None, training, metrics, description)
+                       gan.discriminator if include_discriminator else None, training, metrics, description,
+                       notes, comparison)
 
 
 def _wall_time(history: Path) -> float | None:

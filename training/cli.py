@@ -107,7 +107,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         result = evaluate_generator_folder(args.style, args.real, n_fake=args.num_fake, n_real=args.num_real,
                                            inception_weights=args.inception_weights,
-                                           batch_size=args.batch_size, truncation=args.truncation)
+                                           batch_size=args.batch_size, truncation=args.truncation,
+                                           step=args.step)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     text = json.dumps(result, indent=2)
@@ -121,8 +122,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gan.styles import StyleError, export_run
 
     try:
+        notes = Path(args.notes).read_text() if args.notes else ""
+        comparison = json.loads(Path(args.comparison).read_text()) if args.comparison else None
         folder = export_run(args.run_dir, args.name, args.weights_dir, metrics_file=args.metrics,
-                            description=args.description)
+                            description=args.description, notes=notes, comparison=comparison)
     except (StyleError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     print(f"exported style {args.name!r} to {folder}")
@@ -171,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num-real", type=int, default=10_000)
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--truncation", type=float, default=1.0)
+    e.add_argument("--step", type=int, help="for a run directory: evaluate this checkpoint, not the newest")
     e.add_argument("--inception-weights", help="local InceptionV3 no-top weights (.h5); "
                                                "without it Keras downloads the ImageNet weights")
     e.add_argument("-o", "--output", help="also write the result JSON here")
@@ -182,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights-dir", default="weights")
     x.add_argument("--metrics", help="evaluate's JSON output to record in style.json")
     x.add_argument("--description", default="", help="one line for style.json and the model card")
+    x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
+    x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
     x.set_defaults(func=cmd_export)
     return p
 

@@ -1,0 +1,234 @@
+"""Discord adapter: app commands and buttons -> ``AvatarRequest`` -> service -> embed with a file.
+
+Every interaction is answered at once: a refusal as an ephemeral message, anything admitted with a
+deferred "thinking..." response that the picture replaces. Buttons carry their state in their
+custom id (``bot.actions``), so they keep working after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.actions import Action, is_action
+from bot.errors import APOLOGY, UserError
+from bot.service import AvatarRequest, AvatarService, Command, Reply
+
+log = logging.getLogger(__name__)
+
+COLOUR = discord.Colour(0xF47FFF)
+HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same face, on Discord and Telegram.
+`/avatar` a random face, `/avatar seed:42` that seed's face, `/avatar name:Alice` a name's own face
+`/avatar count:4` a grid of neighbouring seeds; `style:` picks a style (`/styles` lists them)
+`truncation:` 0.05-1: lower gives more typical faces; `variation:` 1-4 picks a face from Variations
+`/morph from:42 to:Alice` an animated morph between two faces
+Buttons: **Reroll** a new face, **Variations** four nearby faces, **Upscale** a 512 px file, **Morph** a GIF."""
+
+
+def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
+    """Point discord.py at another REST base and gateway (for tests against a local fake)."""
+    if api_base:
+        discord.http.Route.BASE = api_base.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def command_line(command: Command) -> str:
+    """A reply's reproducing command in Discord's syntax, e.g. ``/avatar seed:42 style:default``."""
+    return " ".join([f"/{command.name}"] + [f"{k}:{v}" for k, v in command.args])
+
+
+def _chat_id(interaction: discord.Interaction) -> str:
+    return str(interaction.guild_id) if interaction.guild_id else f"dm-{interaction.channel_id}"
+
+
+def _request(interaction: discord.Interaction, **options) -> AvatarRequest:
+    return AvatarRequest("discord", str(interaction.user.id), _chat_id(interaction), **options)
+
+
+def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
+    embed = discord.Embed(title=reply.title, colour=COLOUR,
+                          description=f"`{command_line(reply.command)}`" + (f"\n{reply.hint}" if reply.hint else ""))
+    for name, value in reply.fields:
+        embed.add_field(name=name, value=value, inline=True)
+    embed.set_image(url=f"attachment://{reply.filename}")
+    embed.set_footer(text=f"weights {reply.weights_sha256[:12]}")
+    view = None
+    if reply.actions:
+        view = discord.ui.View(timeout=None)
+        for action in reply.actions:
+            style = discord.ButtonStyle.primary if action.verb == "r" else discord.ButtonStyle.secondary
+            view.add_item(discord.ui.Button(label=action.label, custom_id=action.encode(), style=style))
+    file = discord.File(io.BytesIO(reply.data), filename=reply.filename)
+    return {"content": None, "embed": embed, "attachments": [file]}, view
+
+
+class AvatarCog(commands.Cog):
+    """/avatar, /morph, /styles, /help and the buttons under every picture."""
+
+    def __init__(self, service: AvatarService) -> None:
+        self.service = service
+
+    async def serve(self, interaction: discord.Interaction, request: AvatarRequest) -> None:
+        """Admit (or refuse, ephemerally), defer, draw, reply; every failure is answered."""
+        try:
+            job = self.service.admit(request)
+        except UserError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        async with job:
+            try:
+                await interaction.response.defer(thinking=True)
+                reply = await job.run()
+                fields, view = _message(reply)
+                await interaction.edit_original_response(**fields, view=view)
+                if view is not None:
+                    view.stop()  # the ids carry the state: nothing to keep in memory
+            except UserError as exc:
+                await interaction.edit_original_response(content=str(exc))
+            except Exception:
+                log.exception("could not answer Discord interaction %s (%s)", interaction.id, request.kind)
+                try:
+                    await interaction.edit_original_response(content=APOLOGY, embed=None, attachments=[])
+                except discord.HTTPException:
+                    pass
+
+    @app_commands.command(name="avatar", description="Draw an anime avatar face")
+    @app_commands.describe(
+        seed="Whole number from 0 to 9223372036854775807: the same seed always gives the same face",
+        name="Any name: it always gives the same face (instead of a seed)",
+        style="Which style to draw in (see /styles)",
+        count="How many neighbouring seeds to draw as a grid (1-4)",
+        truncation="0.05 to 1: lower gives more typical faces, 1 the most varied (default 1)",
+        variation="1-4: one of the faces the Variations button shows (0: the seed's own face)",
+    )
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    async def avatar(self, interaction: discord.Interaction, seed: str | None = None, name: str | None = None,
+                     style: str | None = None, count: int = 1, truncation: float = 1.0,
+                     variation: int = 0) -> None:
+        await self.serve(interaction, _request(interaction, seed=seed, name=name, style=style, count=count,
+                                               truncation=truncation, variation=variation))
+
+    @app_commands.command(name="morph", description="An animated GIF morphing one face into another")
+    @app_commands.rename(start="from", end="to")
+    @app_commands.describe(start="Seed or name of the first face", end="Seed or name of the last face",
+                           style="Which style to draw in (see /styles)",
+                           truncation="0.05 to 1: lower gives more typical faces (default 1)")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    async def morph(self, interaction: discord.Interaction, start: str, end: str, style: str | None = None,
+                    truncation: float = 1.0) -> None:
+        await self.serve(interaction, _request(interaction, kind="morph", seed=start, target=end, style=style,
+                                               truncation=truncation))
+
+    @avatar.autocomplete("style")
+    @morph.autocomplete("style")
+    async def style_autocomplete(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[str]]:
+        names = self.service.registry.names("discord", _chat_id(interaction))
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n][:25]
+
+    @app_commands.command(name="styles", description="The styles you can draw in here")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    async def styles(self, interaction: discord.Interaction) -> None:
+        infos = self.service.registry.infos("discord", _chat_id(interaction))
+        lines = [f"**{i.name}**" + (f": {i.meta['description']}" if i.meta.get("description") else "")
+                 for i in infos]
+        await interaction.response.send_message("\n".join(lines) or "No styles installed.", ephemeral=True)
+
+    @app_commands.command(name="help", description="How to use the avatar bot")
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.allowed_installs(guilds=True, users=True)
+    async def help_(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(HELP, ephemeral=True)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Buttons: the custom id says what to do, whoever clicks and whenever."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = (interaction.data or {}).get("custom_id")
+        if not is_action(custom_id):
+            return
+        try:
+            action = Action.decode(custom_id)
+        except ValueError:
+            log.warning("ignoring a damaged button id")
+            await interaction.response.send_message("That button no longer works; try /avatar.", ephemeral=True)
+            return
+        await self.serve(interaction, AvatarRequest.from_action(action, "discord", str(interaction.user.id),
+                                                                _chat_id(interaction)))
+
+
+class AvatarBot(commands.AutoShardedBot):
+    """The Discord client: gets the service in ``__init__``, loads the cog in ``setup_hook``."""
+
+    def __init__(self, service: AvatarService, guild_ids: list[int] | None = None, sync_commands: bool = True,
+                 shard_count: int | None = None) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(),
+                         help_command=None, shard_count=shard_count)
+        self.service = service
+        self.guild_ids = guild_ids or []
+        self.sync_commands = sync_commands
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(AvatarCog(self.service))
+        self.tree.on_error = self.on_app_command_error
+        if not self.sync_commands:
+            return
+        if self.guild_ids:  # appear in these servers at once (global commands take a while)
+            for gid in self.guild_ids:
+                guild = discord.Object(gid)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to server %s", len(synced), gid)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("Discord: logged in as %s (%s) in %d servers", self.user, self.user.id if self.user else "?",
+                 len(self.guilds))
+
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
+        """Anything the cog did not handle: log once with the traceback, apologise."""
+        log.error("app command %s failed", interaction.command and interaction.command.name, exc_info=error)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(APOLOGY, ephemeral=True)
+            else:
+                await interaction.response.send_message(APOLOGY, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+
+class DiscordPlatform:
+    """Runs ``AvatarBot`` inside the shared event loop."""
+
+    name = "discord"
+
+    def __init__(self, settings, service: AvatarService) -> None:
+        self.settings = settings
+        self.bot = AvatarBot(service, settings.discord_guild_ids, settings.discord_sync_commands,
+                             settings.discord_shard_count)
+
+    async def start(self) -> asyncio.Task:
+        """Log in, then keep the gateway connection in a task (returned)."""
+        use_endpoints(self.settings.discord_api_base, self.settings.discord_gateway_url)
+        await self.bot.login(self.settings.discord_token.get_secret_value())
+        return asyncio.create_task(self.bot.connect(reconnect=True), name="discord")
+
+    async def stop_receiving(self) -> None:
+        """Discord keeps delivering interactions; the service now refuses them politely."""
+
+    async def stop(self) -> None:
+        await self.bot.close()

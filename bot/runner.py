@@ -1,0 +1,111 @@
+"""``avatarbot run``: every platform that has a token, in one asyncio loop, around one service.
+
+SIGINT and SIGTERM: refuse new requests (politely), stop fetching Telegram updates, finish every
+reply in flight, close the connections, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+NO_TOKEN = ("avatarbot: no chat platform configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
+            "(in the environment or in .env; see .env.example).")
+
+
+def run(settings: Settings | None = None, verbose: bool = False) -> int:
+    """Serve until a signal arrives; the exit status (2 when nothing is configured)."""
+    settings = settings or Settings()
+    if settings.discord_token is None and settings.telegram_token is None:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    from bot.logs import configure_logging
+
+    configure_logging("DEBUG" if verbose else settings.log_level, settings.secrets())
+    try:
+        return asyncio.run(serve(settings))
+    except Exception:
+        log.exception("the bot stopped on an error")
+        return 1
+
+
+async def serve(settings: Settings) -> int:
+    """Start the service and the platforms; on a signal, shut down in order."""
+    from bot.looplag import LoopLagMonitor
+    from bot.registry import StyleRegistry
+    from bot.service import AvatarService, ServiceLimits
+    from gan.styles import StyleError
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    weights = settings.resolved_weights_dir()
+    registry = await loop.run_in_executor(None, StyleRegistry, weights, settings.default_style)
+    if settings.default_style not in registry.names():
+        log.error("the default style %r is not in %s (set DEFAULT_STYLE or WEIGHTS_DIR)", settings.default_style,
+                  weights)
+        return 2
+    service = AvatarService(registry, ServiceLimits.from_settings(settings))
+    try:
+        await service.start()
+    except StyleError as exc:
+        log.error("cannot load the default style: %s", exc)
+        return 2
+
+    platforms = []
+    if settings.discord_token is not None:
+        from bot.discord_bot import DiscordPlatform
+
+        platforms.append(DiscordPlatform(settings, service))
+    if settings.telegram_token is not None:
+        from bot.telegram_bot import TelegramPlatform
+
+        platforms.append(TelegramPlatform(settings, service))
+
+    tasks: list[asyncio.Task] = []
+    status = 0
+    monitor = LoopLagMonitor()
+    try:
+        for platform in platforms:
+            task = await platform.start()
+            if task is not None:
+                tasks.append(task)
+        monitor.start()
+        log.info("serving on %s; stop with Ctrl+C or SIGTERM", ", ".join(p.name for p in platforms))
+        waiter = asyncio.create_task(stop.wait(), name="stop-signal")
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            for task in done:
+                log.error("a platform connection ended", exc_info=task.exception())
+            status = 1
+        log.info("shutting down: finishing %d requests in flight", service.in_flight)
+    finally:
+        service.stop_accepting()
+        for platform in platforms:
+            await _quietly(platform.stop_receiving(), f"{platform.name}: stop receiving")
+        await service.drain(settings.shutdown_timeout_s)
+        await monitor.stop()
+        for platform in platforms:
+            await _quietly(platform.stop(), f"{platform.name}: close")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        service.close()
+        log.info("stopped after %d replies", service.served)
+    return status
+
+
+async def _quietly(coro, what: str) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("%s failed", what)

@@ -1,0 +1,86 @@
+"""``MODEL_CARD.md`` for a style folder, written from its ``style.json`` (and optional extra notes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "n/a" if value in (None, "") else str(value)
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of preset-against-preset results (one dict per run)."""
+    lines = ["| preset | images seen | wall time | FID | KID (x1000) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        wall = r.get("wall_time_s")
+        lines.append(f"| {r.get('preset')} | {_fmt(r.get('images_seen'))} | "
+                     f"{_fmt(wall / 60, 1) + ' min' if wall else 'n/a'} | {_fmt(r.get('fid'), 1)} | "
+                     f"{_fmt(r['kid'] * 1000, 1) if isinstance(r.get('kid'), float) else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[dict] | None = None,
+                      sample_image: str | None = "samples.png") -> str:
+    """The model card text for a style described by ``meta`` (the parsed ``style.json``)."""
+    cfg, tr, m = meta.get("config", {}), meta.get("training", {}), meta.get("metrics", {})
+    wall = tr.get("wall_time_s")
+    parts = [f"# Style `{meta.get('name')}`", ""]
+    if meta.get("description"):
+        parts += [meta["description"], ""]
+    if sample_image:
+        parts += [f"![sample grid]({sample_image})", "",
+                  "Seeds 0-15 at truncation 1.0 (`avatarbot grid --seeds 0-15 --style "
+                  f"{meta.get('name')}`).", ""]
+    parts += [
+        "## Model",
+        "",
+        f"- Preset `{cfg.get('preset')}`: latent size {cfg.get('latent_dim')}, {cfg.get('image_size')}x"
+        f"{cfg.get('image_size')} RGB output, generator width {cfg.get('g_channels')}, discriminator "
+        f"width {cfg.get('d_channels')} ({cfg.get('d_norm', 'batch')} norm).",
+        f"- Loss `{cfg.get('loss')}`; Adam, learning rates G {cfg.get('g_lr')} / D {cfg.get('d_lr')}, betas "
+        f"({cfg.get('beta1')}, {cfg.get('beta2')}); generator EMA decay {cfg.get('ema_decay')}"
+        f"{' (BatchNorm statistics recalibrated at export)' if cfg.get('ema_decay') else ''}; "
+        f"DiffAugment `{cfg.get('diffaugment') or 'off'}`.",
+        f"- Weights: `generator.weights.h5`, sha256 `{meta['weights']['generator.weights.h5']['sha256']}`.",
+        "",
+        "## Training",
+        "",
+        f"- Data: `{tr.get('data')}`.",
+        f"- Steps {_fmt(tr.get('steps'))} at batch {tr.get('batch_size')}: {_fmt(tr.get('images_seen'))} "
+        f"images seen; bfloat16 mixed precision: {tr.get('mixed_precision')}.",
+        f"- Wall time {_fmt(wall / 3600, 2) + ' h' if wall else 'n/a'} on {tr.get('hardware', 'n/a')}.",
+    ]
+    if tr.get("init_from"):
+        parts.append(f"- Fine-tuned from `{tr['init_from']}`.")
+    parts += ["", "## Quality", ""]
+    if m.get("fid") is not None:
+        parts += [
+            f"- FID **{_fmt(m.get('fid'), 1)}**, KID {_fmt(m.get('kid'), 4)} +- {_fmt(m.get('kid_std'), 4)}: "
+            f"{_fmt(m.get('num_fake'))} generated against {_fmt(m.get('num_real'))} real images from "
+            f"`{m.get('real')}`, Inception-v3 pool features (`{m.get('inception')}`), truncation "
+            f"{m.get('truncation')}; measured by `avatarbot-train evaluate`.",
+        ]
+    else:
+        parts.append("- Not evaluated.")
+    if comparison:
+        parts += ["", "### Presets side by side", "", comparison_table(comparison)]
+    if notes:
+        parts += ["", notes.strip()]
+    return "\n".join(parts) + "\n"
+
+
+def write_model_card(folder: str | Path, notes: str = "", comparison: list[dict] | None = None) -> Path:
+    """Write ``folder/MODEL_CARD.md`` from the folder's ``style.json``."""
+    folder = Path(folder)
+    meta = json.loads((folder / "style.json").read_text())
+    sample = "samples.png" if (folder / "samples.png").exists() else None
+    path = folder / "MODEL_CARD.md"
+    path.write_text(render_model_card(meta, notes, comparison, sample))
+    return path

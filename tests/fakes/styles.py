@@ -1,0 +1,22 @@
+"""A tiny style folder for tests: the real architecture at 8 channels, random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_tiny_styles(root: Path, names: tuple[str, ...] = ("default",)) -> Path:
+    """Write one tiny random-weights style per name under ``root``; returns ``root``."""
+    import keras
+
+    from gan.config import GANConfig
+    from gan.networks import build_generator
+    from gan.styles import float32_policy, write_style
+
+    cfg = GANConfig.preset_config("improved", g_channels=8, d_channels=8, latent_dim=128)
+    for i, name in enumerate(names):
+        keras.utils.set_random_seed(i)
+        with float32_policy():
+            generator = build_generator(cfg)
+        write_style(root / name, name, cfg, generator, description=f"tiny test style {name}")
+    return root

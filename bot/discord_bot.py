@@ -173,7 +173,7 @@ class AvatarBot(commands.AutoShardedBot):
 
     def __init__(self, service: AvatarService, guild_ids: list[int] | None = None, sync_commands: bool = True,
                  shard_count: int | None = None) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(),
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True),
                          help_command=None, shard_count=shard_count)
         self.service = service
         self.guild_ids = guild_ids or []

@@ -1,0 +1,71 @@
+"""Start ``avatarbot run`` in its own process against the fake servers, and stop it with a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from fakes.discord_server import FakeDiscord
+from fakes.loop_thread import wait_until
+from fakes.telegram_server import FakeTelegram
+
+DISCORD_TOKEN = "MTIwMDAwMDAwMDAwMDAwMDAwMQ.FakeDc.discord-secret-token-value-0123456789"
+TELEGRAM_TOKEN = "7000000001:AAFakeTelegramSecretTokenValue-0123456789"
+
+
+class BotProcess:
+    """``python -m bot run`` with its output in a file; ``stop()`` sends SIGTERM and waits."""
+
+    def __init__(self, workdir: Path, weights: Path, discord: FakeDiscord | None, telegram: FakeTelegram | None,
+                 **settings: object) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "TELEGRAM_"))}
+        env.update(WEIGHTS_DIR=str(weights), DEFAULT_STYLE="default", LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1",
+                   TF_CPP_MIN_LOG_LEVEL="2", USER_COOLDOWN_S="0")
+        if discord is not None:
+            env.update(DISCORD_TOKEN=discord.token, DISCORD_API_BASE=discord.api_base,
+                       DISCORD_GATEWAY_URL=discord.gateway_url)
+        if telegram is not None:
+            env.update(TELEGRAM_TOKEN=telegram.token, TELEGRAM_API_BASE=telegram.api_base,
+                       TELEGRAM_FILE_BASE=telegram.file_base)
+        env.update({k.upper(): str(v) for k, v in settings.items()})
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "bot.log"
+        self._log = open(self.log_path, "wb")
+        self.discord, self.telegram = discord, telegram
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=workdir, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 180) -> "BotProcess":
+        """Until every configured platform is connected (gateway identified, updates polled)."""
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the bot exited with {self.proc.returncode}:\n{self.output[-4000:]}")
+            connected = self.discord is None or self.discord.connected
+            return connected and "serving on" in self.output
+        wait_until(ready, timeout, "the bot to connect")
+        return self
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 90) -> int:
+        """SIGTERM, then wait for the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()

@@ -1,0 +1,262 @@
+"""A fake Telegram Bot API on 127.0.0.1, for python-telegram-bot pointed at it with ``base_url``.
+
+It checks the token in the URL, serves queued updates to long-polling ``getUpdates``, and records
+every method call the bot makes, with uploaded files' bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+SEND_METHODS = ("sendMessage", "sendPhoto", "sendDocument", "sendAnimation")
+
+
+@dataclass
+class Call:
+    """One Bot API call the bot made."""
+
+    method: str
+    params: dict[str, Any]
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # field -> (filename, bytes)
+    at: float = 0.0
+    result: Any = None
+
+    @property
+    def chat_id(self) -> str:
+        return str(self.params.get("chat_id", ""))
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text") or self.params.get("caption") or "")
+
+    @property
+    def buttons(self) -> list[dict]:
+        markup = self.params.get("reply_markup")
+        if isinstance(markup, str):
+            markup = json.loads(markup)
+        return [b for row in (markup or {}).get("inline_keyboard", []) for b in row]
+
+    @property
+    def file(self) -> tuple[str, bytes] | None:
+        return next(iter(self.files.values()), None)
+
+
+class FakeTelegram:
+    """Fake Bot API. Test methods are thread-safe; the server runs on a ``LoopThread``."""
+
+    def __init__(self, token: str, username: str = "avatar_test_bot") -> None:
+        self.token = token
+        self.username = username
+        self.bot_id = int(token.split(":")[0])
+        self.lock = threading.Lock()
+        self.calls: list[Call] = []
+        self.updates: list[dict] = []  # not yet confirmed by the bot
+        self.delivered: dict[int, float] = {}  # update_id -> when getUpdates handed it out
+        self.unauthorized = 0
+        self.hold_chats: set[str] = set()  # sends to these chats wait for release()
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._new_update: asyncio.Event | None = None
+        self._release: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.base = ""
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._new_update = asyncio.Event()
+        self._release = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return self.base + "/bot"
+
+    @property
+    def file_base(self) -> str:
+        return self.base + "/file/bot"
+
+    # -- what tests do (thread-safe) ---------------------------------------------------------------
+
+    def _push(self, update: dict) -> int:
+        with self.lock:
+            update["update_id"] = next(self._update_ids)
+            self.updates.append(update)
+        self.loop.call_soon_threadsafe(self._new_update.set)
+        return update["update_id"]
+
+    @staticmethod
+    def chat(chat_id: int) -> dict:
+        if chat_id < 0:
+            return {"id": chat_id, "type": "group", "title": f"Group {chat_id}"}
+        return {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"}
+
+    @staticmethod
+    def user(user_id: int) -> dict:
+        return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}", "language_code": "en"}
+
+    def message_update(self, text: str, user_id: int, chat_id: int | None = None) -> dict:
+        chat_id = user_id if chat_id is None else chat_id
+        message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self.chat(chat_id),
+                   "from": self.user(user_id), "text": text}
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return {"message": message}
+
+    def send_text(self, text: str, user_id: int, chat_id: int | None = None) -> int:
+        """A user writes ``text`` (a private chat with the user unless ``chat_id`` is given)."""
+        return self._push(self.message_update(text, user_id, chat_id))
+
+    def send_many(self, updates: list[dict]) -> list[int]:
+        """Queue many updates at once (a burst)."""
+        ids = []
+        with self.lock:
+            for update in updates:
+                update["update_id"] = next(self._update_ids)
+                self.updates.append(update)
+                ids.append(update["update_id"])
+        self.loop.call_soon_threadsafe(self._new_update.set)
+        return ids
+
+    def press(self, call: Call, data: str, user_id: int) -> int:
+        """A user presses the inline button ``data`` under the message that ``call`` sent."""
+        assert data in [b.get("callback_data") for b in call.buttons], f"no button {data!r} there"
+        message = call.result
+        return self._push({"callback_query": {"id": str(next(self._message_ids) + 10**6), "from": self.user(user_id),
+                                              "message": message, "chat_instance": "ci", "data": data}})
+
+    def sent(self, chat_id: int | str, methods: tuple[str, ...] = SEND_METHODS) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method in methods and c.chat_id == str(chat_id)]
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+    def find(self, predicate: Callable[[Call], bool]) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if predicate(c)]
+
+    def hold(self, chat_id: int) -> None:
+        """Make sends to ``chat_id`` wait until ``release()``."""
+        self.hold_chats.add(str(chat_id))
+        self.loop.call_soon_threadsafe(self._release.clear)
+
+    def release(self) -> None:
+        self.hold_chats.clear()
+        self.loop.call_soon_threadsafe(self._release.set)
+
+    # -- the Bot API -------------------------------------------------------------------------------
+
+    async def _params(self, request: web.Request) -> tuple[dict, dict]:
+        params: dict[str, Any] = dict(request.query)
+        files: dict[str, tuple[str, bytes]] = {}
+        if request.method != "POST":
+            return params, files
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if part.filename:
+                    files[part.name] = (part.filename, bytes(await part.read()))
+                else:
+                    params[part.name] = await part.text()
+        else:
+            params.update(dict(await request.post()))
+        return params, files
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            with self.lock:
+                self.unauthorized += 1
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        params, files = await self._params(request)
+        call = Call(method, params, files, time.monotonic())
+        if method == "getUpdates":
+            call.result = await self._get_updates(params)
+        else:
+            if method in SEND_METHODS and call.chat_id in self.hold_chats:
+                await self._release.wait()
+            call.result = self._answer(method, params, files)
+        if call.result is None:
+            return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},
+                                     status=404)
+        with self.lock:
+            self.calls.append(call)
+        return web.json_response({"ok": True, "result": call.result})
+
+    async def _get_updates(self, params: dict) -> list[dict]:
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                ready = self.updates[: int(params.get("limit") or 100)]
+                now = time.monotonic()
+                for u in ready:
+                    self.delivered.setdefault(u["update_id"], now)
+                if ready or now >= deadline:
+                    return ready
+                self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+    def _answer(self, method: str, params: dict, files: dict) -> Any:
+        if method == "getMe":
+            return {"id": self.bot_id, "is_bot": True, "first_name": "Avatar Bot", "username": self.username,
+                    "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        if method in ("deleteWebhook", "setMyCommands", "sendChatAction", "answerCallbackQuery", "close", "logOut",
+                      "deleteMessage"):
+            return True
+        if method == "getMyCommands":
+            calls = self.calls_to("setMyCommands")
+            return json.loads(calls[-1].params["commands"]) if calls else []
+        if method == "getChatMember":
+            return {"status": "member", "user": self.user(int(params.get("user_id", 1)))}
+        if method in SEND_METHODS or method.startswith("editMessage"):
+            chat_id = int(params.get("chat_id") or 0)
+            message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self.chat(chat_id),
+                       "from": {"id": self.bot_id, "is_bot": True, "first_name": "Avatar Bot",
+                                "username": self.username}}
+            if params.get("text"):
+                message["text"] = params["text"]
+            if params.get("caption"):
+                message["caption"] = params["caption"]
+            if params.get("reply_markup"):
+                markup = params["reply_markup"]
+                message["reply_markup"] = json.loads(markup) if isinstance(markup, str) else markup
+            for name, (filename, data) in files.items():
+                ident = {"file_id": f"file-{message['message_id']}", "file_unique_id": f"u{message['message_id']}",
+                         "file_size": len(data)}
+                if name == "photo":
+                    message["photo"] = [{**ident, "width": 256, "height": 256}]
+                elif name == "animation":
+                    message["animation"] = {**ident, "width": 256, "height": 256, "duration": 2,
+                                            "file_name": filename}
+                else:
+                    message["document"] = {**ident, "file_name": filename}
+            return message
+        return None

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from gan.imaging import UnusableImage, decode_image
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-# Pillow's decompression-bomb guard: anything bigger than this is refused, not decoded.
-MAX_IMAGE_PIXELS = 40_000_000
 
 
 @dataclass
@@ -49,25 +49,18 @@ def list_images(root: str | os.PathLike) -> list[Path]:
 def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """Decode one image file to an RGB uint8 array of ``size`` x ``size`` (centre crop to square).
 
-    Raises ``ValueError`` with a short reason for anything that is not a usable image.
+    Raises ``UnusableImage`` (a ``ValueError``) with a short reason for anything that is not a
+    usable picture (see ``gan.imaging.decode_image``).
     """
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            if im.format not in ("JPEG", "PNG", "WEBP", "MPO"):
-                raise ValueError(f"not an allowed image format ({im.format})")
-            im.load()
-            im = im.convert("RGB")
-    except Image.DecompressionBombError as exc:
-        raise ValueError("image too large (decompression bomb)") from exc
-    except (OSError, SyntaxError, Image.UnidentifiedImageError) as exc:
-        raise ValueError("corrupt or unreadable") from exc
+        data = Path(path).read_bytes()
+    except OSError:
+        raise UnusableImage("corrupt or unreadable") from None
+    im = decode_image(data)
     w, h = im.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    im = im.crop((left, top, left + side, top + side))
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.LANCZOS)
+    im = im.resize((size, size), Image.LANCZOS, box=(left, top, left + side, top + side))
     return np.asarray(im, dtype=np.uint8)
 
 

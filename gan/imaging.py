@@ -3,14 +3,68 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 MIN_SIZE, MAX_SIZE = 64, 512
 METADATA_PREFIX = "avatarbot:"
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class UnusableImage(ValueError):
+    """Bytes that are not a usable picture; ``reason`` is short and fit for a user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Bytes -> upright RGB image; refuses non-images, other formats, bombs and corrupt files.
+
+    The format is identified from the bytes (not a file name), and the pixel count is checked from
+    the header before anything is decoded (decompression bombs).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        except UnidentifiedImageError:
+            raise UnusableImage("not an image") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UnusableImage("decompression bomb") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed data
+            log.debug("cannot open image: %s", exc)
+            raise UnusableImage("corrupt or unreadable") from None
+        if img.format not in ALLOWED_FORMATS:
+            raise UnusableImage(f"not an allowed format ({img.format})")
+        if img.width * img.height > max_pixels:
+            raise UnusableImage("decompression bomb")
+        try:
+            img.load()
+            return _to_rgb(ImageOps.exif_transpose(img))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UnusableImage("decompression bomb") from None
+        except Exception as exc:  # noqa: BLE001
+            log.debug("cannot decode image: %s", exc)
+            raise UnusableImage("corrupt or unreadable") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with transparent areas flattened onto white."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -32,8 +32,8 @@ def test_corrupt_files_in_training_folder_are_skipped_and_counted(tmp_path):
     Image.new("RGB", (50, 50), (200, 10, 30)).save(folder / "small.png")
     images, stats = load_folder(tmp_path / "imgs", 68)
     assert stats.loaded == 8 and images.shape == (8, 68, 68, 3)
-    assert stats.skipped["corrupt or unreadable"] == 2
-    assert "8 images loaded" in stats.summary() and "2 skipped" in stats.summary()
+    assert stats.skipped == {"corrupt or unreadable": 1, "not an image": 1}
+    assert "8 images loaded" in stats.summary() and "1 skipped (not an image)" in stats.summary()
     batch = next(iter(make_dataset(images, 4, 64, 4)))
     assert batch.shape == (4, 64, 64, 3)
     assert -1.0 <= float(batch.numpy().min()) and float(batch.numpy().max()) <= 1.0

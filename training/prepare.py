@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -33,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from gan.imaging import UnusableImage, decode_image
 
 log = logging.getLogger(__name__)
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 FACE_MARGIN = 0.25          # the face box grows by this fraction of its side on every edge
 FACE_DETECT_MAX_SIDE = 640  # faces are searched on a copy no larger than this (speed on big photos)
 
@@ -306,40 +306,11 @@ def _to_training_image(data: bytes, size: int, min_side: int, limits: Limits,
 
 
 def _decode(data: bytes, limits: Limits) -> Image.Image:
-    """Bytes -> upright RGB image; refuses non-images, other formats, bombs and corrupt files."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))  # reads the header only
-        except UnidentifiedImageError:
-            raise _Skip("not an image") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _Skip("decompression bomb") from None
-        except Exception as exc:
-            log.debug("cannot open image: %s", exc)
-            raise _Skip("corrupt or unreadable") from None
-        if img.format not in ALLOWED_FORMATS:
-            raise _Skip(f"not an allowed format ({img.format})")
-        if img.width * img.height > limits.max_image_pixels:
-            raise _Skip("decompression bomb")
-        try:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _Skip("decompression bomb") from None
-        except Exception as exc:  # Pillow raises many types on malformed data
-            log.debug("cannot decode image: %s", exc)
-            raise _Skip("corrupt or unreadable") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB, with transparent areas flattened onto white."""
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    """Bytes -> upright RGB image, or ``_Skip`` with the reason (see ``gan.imaging.decode_image``)."""
+    try:
+        return decode_image(data, limits.max_image_pixels)
+    except UnusableImage as exc:
+        raise _Skip(exc.reason) from None
 
 
 def _centre_box(wh: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fakes.discord_server import FakeDiscord
-from fakes.loop_thread import wait_until
-from fakes.telegram_server import FakeTelegram
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.loop_thread import wait_until
+from tests.fakes.telegram_server import FakeTelegram
 
 DISCORD_TOKEN = "MTIwMDAwMDAwMDAwMDAwMDAwMQ.FakeDc.discord-secret-token-value-0123456789"
 TELEGRAM_TOKEN = "7000000001:AAFakeTelegramSecretTokenValue-0123456789"

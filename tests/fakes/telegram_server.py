@@ -59,7 +59,9 @@ class FakeTelegram:
         self.lock = threading.Lock()
         self.calls: list[Call] = []
         self.updates: list[dict] = []  # not yet confirmed by the bot
+        self.all_updates: list[dict] = []
         self.delivered: dict[int, float] = {}  # update_id -> when getUpdates handed it out
+        self.confirmed_below = 0  # the bot confirmed every update with a smaller id (getUpdates offset)
         self.unauthorized = 0
         self.hold_chats: set[str] = set()  # sends to these chats wait for release()
         self._update_ids = itertools.count(1)
@@ -100,6 +102,7 @@ class FakeTelegram:
         with self.lock:
             update["update_id"] = next(self._update_ids)
             self.updates.append(update)
+            self.all_updates.append(update)
         self.loop.call_soon_threadsafe(self._new_update.set)
         return update["update_id"]
 
@@ -132,6 +135,7 @@ class FakeTelegram:
             for update in updates:
                 update["update_id"] = next(self._update_ids)
                 self.updates.append(update)
+                self.all_updates.append(update)
                 ids.append(update["update_id"])
         self.loop.call_soon_threadsafe(self._new_update.set)
         return ids
@@ -154,6 +158,12 @@ class FakeTelegram:
     def find(self, predicate: Callable[[Call], bool]) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if predicate(c)]
+
+    def accepted_users(self) -> list[int]:
+        """Senders of the message updates the bot confirmed having received."""
+        with self.lock:
+            return [u["message"]["from"]["id"] for u in self.all_updates
+                    if u["update_id"] < self.confirmed_below and "message" in u]
 
     def hold(self, chat_id: int) -> None:
         """Make sends to ``chat_id`` wait until ``release()``."""
@@ -209,6 +219,8 @@ class FakeTelegram:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + timeout
+        with self.lock:
+            self.confirmed_below = max(self.confirmed_below, offset)
         while True:
             with self.lock:
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def repo_path(path: str | os.PathLike) -> Path:
     """``path`` as given when absolute, else relative to the repository root (not the cwd)."""
     p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
+    return (p if p.is_absolute() else REPO_ROOT / p).resolve()
 
 
 def cpu_supports_bf16() -> bool:

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     morph_frames: int = Field(default=24, ge=2, le=64)
 
     user_cooldown_s: float = Field(default=3.0, ge=0)
-    chat_limit_per_minute: int = Field(default=60, ge=1)
+    chat_limit_per_minute: int = Field(default=120, ge=1)
     queue_size: int = Field(default=256, ge=1)
     batch_window_ms: float = Field(default=4.0, ge=0)
     max_batch: int = Field(default=64, ge=1)

@@ -6,6 +6,7 @@ Today every chat sees every style under the weights folder. Per-server custom st
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -19,10 +20,9 @@ log = logging.getLogger(__name__)
 class StyleRegistry:
     """Styles under ``root`` (``weights/<style>/``), with generators loaded once and kept."""
 
-    def __init__(self, root: str | Path, default: str, chunk: int = 16) -> None:
+    def __init__(self, root: str | Path, default: str) -> None:
         self.root = Path(root)
         self.default = default
-        self.chunk = chunk
         self._infos: dict[str, StyleInfo] = {}
         self._generators: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -65,6 +65,7 @@ class StyleRegistry:
                 info = self._infos.get(name)
                 if info is None:
                     raise StyleError(f"style {name!r} is not installed in {self.root}")
-                gen = AvatarGenerator.load(info.path, chunk=self.chunk)
+                gen = AvatarGenerator.load(info.path)
                 self._generators[name] = gen
+                gc.freeze()  # a model's many long-lived objects would slow every full collection
             return gen

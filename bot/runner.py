@@ -7,6 +7,7 @@ reply in flight, close the connections, exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -78,6 +79,10 @@ async def serve(settings: Settings) -> int:
             task = await platform.start()
             if task is not None:
                 tasks.append(task)
+        # TensorFlow and the chat libraries leave ~400k long-lived objects: a full garbage collection
+        # would scan them all (about 250 ms, a blocked loop). Move them out of the collector's sight.
+        gc.collect()
+        gc.freeze()
         monitor.start()
         log.info("serving on %s; stop with Ctrl+C or SIGTERM", ", ".join(p.name for p in platforms))
         waiter = asyncio.create_task(stop.wait(), name="stop-signal")

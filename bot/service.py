@@ -157,7 +157,7 @@ class ServiceLimits:
     max_grid: int = 4
     morph_frames: int = 24
     user_cooldown_s: float = 3.0
-    chat_limit_per_minute: int = 60
+    chat_limit_per_minute: int = 120
     queue_size: int = 256
     batch_window_ms: float = 4.0
     max_batch: int = 64

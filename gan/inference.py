@@ -1,8 +1,11 @@
 """``AvatarGenerator``: a verified style's generator behind one compiled, batched call.
 
-Every call runs the generator on fixed-size chunks (padded with zero latents), so a face never
-depends on what else shares its batch: the same seed gives the same pixels alone, in a grid or in a
-micro-batch of other users' requests. Calls are thread-safe and meant to run off the event loop.
+Every call runs the generator on a few fixed batch shapes (``CHUNKS``, padded with zero latents):
+one compiled graph per shape, small shapes for single avatars (low latency), large ones for grids
+and micro-batches (throughput). BatchNorm runs on its moving statistics, so a face never depends on
+what else shares its batch: the same seed gives the same pixels alone, in a grid or in a micro-batch
+of other users' requests (``tests/test_gan.py`` checks this bit for bit across every shape). Calls
+are thread-safe and meant to run off the event loop.
 """
 
 from __future__ import annotations
@@ -19,33 +22,40 @@ from gan.styles import StyleInfo, load_generator
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 16
+CHUNKS = (1, 4, 16, 64)
 
 
 class AvatarGenerator:
     """Seeds -> uint8 faces for one style."""
 
-    def __init__(self, generator, info: StyleInfo, chunk: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, generator, info: StyleInfo, chunks: tuple[int, ...] = CHUNKS) -> None:
         self.info = info
-        self.chunk = chunk
+        self.chunks = tuple(sorted(chunks))
         self.latent_dim = info.config.latent_dim
         self.image_size = info.config.image_size
         self._generator = generator
-        self._call = tf.function(
-            lambda z: generator(z, training=False),
-            input_signature=[tf.TensorSpec((chunk, self.latent_dim), tf.float32)],
-            reduce_retracing=True,
-        )
+        self._calls = {
+            n: tf.function(lambda z: generator(z, training=False),
+                           input_signature=[tf.TensorSpec((n, self.latent_dim), tf.float32)])
+            for n in self.chunks
+        }
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, chunk: int = DEFAULT_CHUNK, warmup: bool = True) -> "AvatarGenerator":
+    def load(cls, folder: str | os.PathLike, chunks: tuple[int, ...] = CHUNKS,
+             warmup: bool = True) -> "AvatarGenerator":
         """Load and verify a style folder (raises ``StyleError`` with one clear line)."""
         generator, info = load_generator(folder)
-        gen = cls(generator, info, chunk)
-        if warmup:
-            gen.render_latents(np.zeros((1, gen.latent_dim), np.float32))  # trace once, up front
+        gen = cls(generator, info, chunks)
+        if warmup:  # trace every shape up front, not on a user's first request
+            for n in gen.chunks:
+                gen.render_latents(np.zeros((n, gen.latent_dim), np.float32))
         log.info("loaded style %r (%s)", info.name, info.generator_sha256[:12])
         return gen
+
+    @property
+    def max_batch(self) -> int:
+        """The largest batch one compiled call takes; bigger requests are split."""
+        return self.chunks[-1]
 
     @property
     def style(self) -> str:
@@ -61,11 +71,12 @@ class AvatarGenerator:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape (N, {self.latent_dim})")
         out = []
-        for start in range(0, len(z), self.chunk):
-            part = z[start:start + self.chunk]
-            padded = np.zeros((self.chunk, self.latent_dim), np.float32)
+        for start in range(0, len(z), self.max_batch):
+            part = z[start:start + self.max_batch]
+            n = next(c for c in self.chunks if c >= len(part))  # smallest shape that fits
+            padded = np.zeros((n, self.latent_dim), np.float32)
             padded[: len(part)] = part
-            out.append(to_uint8(self._call(padded).numpy()[: len(part)]))
+            out.append(to_uint8(self._calls[n](padded).numpy()[: len(part)]))
         return np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def generate(self, seeds: list[int], truncation: float = 1.0) -> np.ndarray:

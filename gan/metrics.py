@@ -123,7 +123,7 @@ def _fake_images(source: Path, n: int, truncation: float, step: int | None = Non
     from gan.inference import AvatarGenerator
 
     if (source / "style.json").exists():
-        gen = AvatarGenerator.load(source, chunk=100)
+        gen = AvatarGenerator.load(source)
         return gen.generate(list(range(n)), truncation), {"style": gen.style,
                                                           "weights_sha256": gen.weights_sha256}
     if (source / "options.json").exists():

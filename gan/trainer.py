@@ -181,6 +181,10 @@ class Trainer:
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:
+        """Checkpoint the current step (once: a second call at the same step is free)."""
+        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
+        if latest is not None and ckpt.checkpoint_step(latest) == self.step:
+            return latest
         return ckpt.save_checkpoint(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
 
     def record(self, step: int, metrics: dict) -> None:

@@ -97,8 +97,8 @@ def is_ephemeral(ans) -> bool:
     return bool((data.get("flags") or 0) & EPHEMERAL)
 
 
-def picture(ans: SentMessage) -> tuple[str, bytes]:
-    assert ans.files, f"no file in the answer: {text_of(ans)!r}"
+def picture(ans: SentMessage | dict) -> tuple[str, bytes]:
+    assert isinstance(ans, SentMessage) and ans.files, f"no picture in the answer: {text_of(ans)!r}"
     return ans.files[0]
 
 
@@ -222,29 +222,27 @@ def test_every_discord_button_does_what_it_says(main_bot, generator):
 
 def test_every_telegram_button_does_what_it_says(main_bot, generator):
     bot, dc, tg = main_bot
-    user = new_user()
-    tg.send_text("/avatar 42", user)
-    first = tg_reply(tg, user)
+    group = -1_000_000 - new_user()  # in a group, so that other members press the buttons
+    tg.send_text(f"/avatar@{TG_BOT} 42", new_user(), chat_id=group)
+    first = tg_reply(tg, group)
     answers_before = len(tg.calls_to("answerCallbackQuery"))
 
-    def press(label: str, expect_method: str) -> Call:
-        before = len(tg.sent(user))
-        tg.press(first, button(first, label), user)
-        call = tg_reply(tg, user, before)
+    def press(message: Call, label: str, expect_method: str) -> Call:
+        before = len(tg.sent(group))
+        tg.press(message, button(message, label), new_user())
+        call = tg_reply(tg, group, before)
         assert call.method == expect_method, call.text
         return call
 
-    reroll = press("Reroll", "sendPhoto")
+    reroll = press(first, "Reroll", "sendPhoto")
     assert read_png_metadata(reroll.file[1])["seed"] != "42"
-    up = press("Upscale", "sendDocument")
+    up = press(first, "Upscale", "sendDocument")
     assert up.file[0] == "avatar-42-512px.png" and pixels(up.file[1]).shape == (512, 512, 3)
-    morph = press("Morph", "sendAnimation")
+    morph = press(first, "Morph", "sendAnimation")
     assert morph.file[0].startswith("morph-42-")
-    variations = press("Variations", "sendPhoto")
+    variations = press(first, "Variations", "sendPhoto")
     assert [b["text"] for b in variations.buttons][:4] == ["1", "2", "3", "4"]
-    before = len(tg.sent(user))
-    tg.press(variations, button(variations, "2"), user)
-    picked = tg_reply(tg, user, before)
+    picked = press(variations, "2", "sendPhoto")
     assert read_png_metadata(picked.file[1])["variation"] == "2"
     assert "/avatar 42 variation=2 style=default" in picked.text
     assert len(tg.calls_to("answerCallbackQuery")) >= answers_before + 5  # every press is answered
@@ -380,7 +378,7 @@ def _lag(output: str) -> float:
 
 def test_burst_of_64_per_platform_is_answered_in_full(weights, fresh_servers, tmp_path):
     dc, tg = fresh_servers.discord, fresh_servers.telegram
-    bot = BotProcess(tmp_path, weights, dc, tg).wait_ready()
+    bot = BotProcess(tmp_path, weights, dc, tg, log_level="INFO").wait_ready()
     try:
         interactions, t_users = _burst(dc, tg)
         for interaction in interactions:

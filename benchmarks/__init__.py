@@ -1,0 +1,1 @@
+"""Speed benchmarks against the seed article's way of doing things (see README.md here)."""

@@ -1,0 +1,150 @@
+"""Serving benchmark: the avatar service against the naive design, in the same run.
+
+    python benchmarks/serve.py                      # weights/default, or a random full-size model
+    python benchmarks/serve.py --levels 1,16,64,256 --rounds 4
+
+For each concurrency level, that many clients each send a request, wait for the PNG, and send the
+next (a closed loop), with fresh seeds throughout (no cache hits). Printed per level: avatars per
+second, p50 and p99 latency, for
+
+* service: ``AvatarService.handle`` (validation, limits, micro-batching, one render thread,
+  encoder threads), exactly what both chat adapters call;
+* naive:   one eager ``generator(z, training=False)`` per request through ``run_in_executor``,
+  then ``gan.imaging.avatar_png``;
+
+and the floor: the model's own batched time per image (64 at a time), without any encoding.
+Goal on the 2-core machine: service >= 10x naive throughput at 64 concurrent requests, p99 < 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _style_root(args: argparse.Namespace) -> Path:
+    root = Path(args.weights_dir)
+    if (root / args.style / "style.json").exists():
+        return root
+    print(f"no style {args.style!r} in {root}: using a random-weights full-size 'improved' generator")
+    import keras
+
+    from gan.config import GANConfig
+    from gan.networks import build_generator
+    from gan.styles import float32_policy, write_style
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    cfg = GANConfig.preset_config("improved")
+    keras.utils.set_random_seed(0)
+    with float32_policy():
+        gen = build_generator(cfg)
+    write_style(tmp / args.style, args.style, cfg, gen, description="benchmark: random weights")
+    return tmp
+
+
+async def _closed_loop(call, concurrency: int, total: int) -> tuple[float, float, float]:
+    seeds = itertools.count(int(time.time() * 1000) % 10**12)
+    latencies: list[float] = []
+    remaining = [total]
+
+    async def client() -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            start = time.perf_counter()
+            await call(next(seeds))
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(concurrency)])
+    wall = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    return len(latencies) / wall, statistics.median(latencies) * 1000, p99 * 1000
+
+
+async def main(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bot.registry import StyleRegistry
+    from bot.service import AvatarRequest, AvatarService, ServiceLimits
+    from gan.imaging import avatar_png, to_uint8
+    from gan.latents import latent_for_seed
+
+    root = _style_root(args)
+    registry = StyleRegistry(root, args.style)
+    gen = registry.generator(args.style)
+    service = AvatarService(registry, ServiceLimits(output_size=args.size, user_cooldown_s=0,
+                                                    chat_limit_per_minute=10**9, queue_size=10**6, cache_size=0,
+                                                    encode_threads=args.encode_threads))
+    await service.start()
+    keras_model = gen._generator
+    loop = asyncio.get_running_loop()
+    users = itertools.count()
+
+    async def via_service(seed: int) -> bytes:
+        return (await service.handle(AvatarRequest("bench", str(next(users)), "bench", seed=seed))).data
+
+    def naive_sync(seed: int) -> bytes:
+        z = latent_for_seed(seed, gen.latent_dim)[None]
+        image = to_uint8(keras_model(z, training=False).numpy())[0]
+        return avatar_png(image, args.size, gen.metadata(seed))
+
+    async def naive(seed: int) -> bytes:
+        return await loop.run_in_executor(None, naive_sync, seed)
+
+    # floor: the compiled generator alone, 64 faces per call
+    z = np.stack([latent_for_seed(s, gen.latent_dim) for s in range(64)])
+    gen.render_latents(z)
+    reps = 5
+    start = time.perf_counter()
+    for _ in range(reps):
+        gen.render_latents(z)
+    floor_ms = (time.perf_counter() - start) / (reps * 64) * 1000
+    naive_sync(0)  # warm the eager path too
+
+    print(f"style {gen.style} ({gen.weights_sha256[:12]}), {args.size} px PNG, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"floor (model only, batched 64): {floor_ms:.2f} ms/image = {1000 / floor_ms:.0f} images/s")
+    print(f"{'concurrency':>11} | {'service /s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'naive /s':>9} {'p50 ms':>8} "
+          f"{'p99 ms':>8} | {'speed-up':>8}")
+    results = {}
+    for level in args.levels:
+        total = max(args.rounds * level, 32)
+        s = await _closed_loop(via_service, level, total)
+        n = await _closed_loop(naive, level, max(level, min(total, args.naive_max)))
+        results[level] = (s, n)
+        print(f"{level:>11} | {s[0]:>10.0f} {s[1]:>8.1f} {s[2]:>8.1f} | {n[0]:>9.0f} {n[1]:>8.1f} {n[2]:>8.1f} | "
+              f"{s[0] / n[0]:>7.1f}x")
+    if 64 in results:
+        (s, n) = results[64]
+        ok = s[0] >= 10 * n[0] and s[2] < 150
+        print(f"goal at 64 concurrent (>= 10x naive, p99 < 150 ms): {'met' if ok else 'NOT met'} "
+              f"({s[0] / n[0]:.1f}x, p99 {s[2]:.0f} ms)")
+    service.close()
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights-dir", default="weights")
+    p.add_argument("--style", default="default")
+    p.add_argument("--size", type=int, default=256, help="avatar size in pixels (default 256, as the bot)")
+    p.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64, 256])
+    p.add_argument("--rounds", type=int, default=4, help="requests per client at each level (default 4)")
+    p.add_argument("--naive-max", type=int, default=256, help="cap on naive requests per level (it is slow)")
+    p.add_argument("--encode-threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))

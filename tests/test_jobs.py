@@ -1,0 +1,354 @@
+"""Custom-style jobs: a real SQLite file, real worker processes, tiny networks and a few steps."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, make_image_folder
+from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
+
+WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
+
+
+def fast_settings(**overrides) -> JobSettings:
+    """Tiny batches, a checkpoint every few steps, every step reported."""
+    base = dict(batch_size=4, checkpoint_every=5, sample_every=10, progress_interval_s=0.0,
+                mixed_precision=False, stop_timeout_s=60.0)
+    base.update(overrides)
+    return JobSettings(**base)
+
+
+def zip_bytes(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"pics/{path.name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def upload(tmp_path_factory) -> bytes:
+    """A zip of 40 small distinct pictures."""
+    return zip_bytes(make_image_folder(tmp_path_factory.mktemp("upload"), 40, seed=7))
+
+
+@pytest.fixture
+def env(tmp_path, tiny_style):
+    """Paths of one bot installation: database, custom styles, the default style to fine-tune."""
+    class Env:
+        root = tmp_path
+        db = tmp_path / "state" / "jobs.db"
+        styles = tmp_path / "styles"
+        jobs = tmp_path / "state" / "jobs"
+        default = tiny_style / "default"
+
+        def manager(self, **settings) -> JobManager:
+            return JobManager(self.db, self.styles, self.default, fast_settings(**settings),
+                              reserved_names=["default"])
+
+    return Env()
+
+
+@pytest.fixture
+async def managers():
+    """Managers a test starts; stopped at the end even if the test fails."""
+    started: list[JobManager] = []
+
+    async def start(manager: JobManager) -> JobManager:
+        await manager.start()
+        started.append(manager)
+        return manager
+
+    yield start
+    for manager in started:
+        await manager.stop()
+
+
+async def first_event(events: list, predicate, timeout: float = WAIT_S):
+    """Wait until an event matching ``predicate`` has been delivered; return it."""
+    async def poll():
+        while True:
+            for event in events:
+                if predicate(event):
+                    return event
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+# ---------------------------------------------------------------------------- the happy path
+
+async def test_trained_style_is_registered_only_in_its_scope_and_jobs_queue_with_positions(
+        env, managers, upload):
+    from gan.inference import AvatarGenerator
+
+    manager = await managers(env.manager(max_concurrent=1))
+    events = []
+    manager.subscribe(events.append)
+
+    first = await manager.submit("discord:1", "ink", upload, requested_by="admin#1", steps=12,
+                                 reply_to={"channel": 5, "message": 9})
+    assert first.status == RUNNING and first.report["kept"] == 40
+    second = await manager.submit("telegram:-100", "ink", upload, steps=3)  # same name, other scope
+    third = await manager.submit("discord:2", "blue", upload, steps=3)
+    assert (second.status, second.queue_position) == (QUEUED, 1)
+    assert (third.status, third.queue_position) == (QUEUED, 2)
+
+    with pytest.raises(JobError, match="already training") as busy:
+        await manager.submit("discord:1", "other", upload)
+    assert busy.value.kind == "busy"
+
+    cancelled = await manager.cancel("discord:2", by="admin#2")
+    assert cancelled.status == CANCELLED and not cancelled.job_dir.exists()
+    assert (await manager.status("telegram:-100")).queue_position == 1
+
+    done = await manager.wait(first.id, WAIT_S)
+    assert done.status == SUCCEEDED, done
+    done2 = await manager.wait(second.id, WAIT_S)
+    assert done2.status == SUCCEEDED, done2
+
+    path = manager.resolve_style("discord:1", "ink")
+    assert path == env.styles / "discord" / "1" / "ink"
+    assert manager.resolve_style("discord:2", "ink") is None
+    assert manager.resolve_style("discord:1", "blue") is None
+    assert manager.style_names("discord:1") == ["ink"]
+    assert [s.name for s in await manager.list_styles("discord:1")] == ["ink"]
+    assert manager.resolve_style("telegram:-100", "ink") == env.styles / "telegram" / "-100" / "ink"
+
+    gen = AvatarGenerator.load(path)
+    assert gen.generate([42]).shape == (1, 64, 64, 3) and gen.style == "ink"
+    meta = json.loads((path / "style.json").read_text())
+    assert meta["config"]["diffaugment"] == "color,translation,cutout"
+    assert meta["training"]["init_from"] == str(env.default.resolve())
+    assert manager.style_record("discord:1", "ink").sha256 == gen.weights_sha256
+
+    kinds = [(e.job.id, e.kind) for e in events]
+    assert (first.id, "sample") in kinds and (third.id, "finished") in kinds
+    finished = [e for e in events if e.job.id == first.id and e.final]
+    assert len(finished) == 1 and finished[0].job.status == SUCCEEDED
+    assert finished[0].sample_png.startswith(b"\x89PNG") and finished[0].job.reply_to == {"channel": 5, "message": 9}
+    steps = [e.step for e in events if e.job.id == first.id and e.kind == "progress"]
+    assert steps == sorted(steps) and steps[-1] == 12
+
+    with pytest.raises(JobError, match="already exists"):
+        await manager.submit("discord:1", "ink", upload)
+    assert not [p for p in env.jobs.iterdir()], "job folders are removed once the style is registered"
+    assert rows(env.db, "SELECT scope, name, job_id FROM styles ORDER BY id") == [
+        ("discord:1", "ink", first.id), ("telegram:-100", "ink", second.id)]
+    assert integrity(env.db) == "ok"
+
+    await manager.set_default("discord:1", "ink")
+    assert manager.default_style("discord:1") == "ink"
+    with pytest.raises(JobError, match="Unknown style"):
+        await manager.set_default("discord:2", "ink")
+    await manager.set_default("discord:2", "default", builtin=["default"])
+    await manager.delete_style("discord:1", "ink")
+    assert manager.resolve_style("discord:1", "ink") is None and not path.exists()
+    assert manager.default_style("discord:1") is None
+    with pytest.raises(JobError, match="no custom style"):
+        await manager.delete_style("discord:1", "ink")
+    assert integrity(env.db) == "ok"
+
+
+# ---------------------------------------------------------------------------- refusals
+
+@pytest.mark.parametrize("name", ["Ink", "../ink", "ink/../x", "", "-ink", "a" * 33, "default", "in k"])
+async def test_bad_style_names_are_refused(env, managers, upload, name):
+    manager = await managers(env.manager())
+    with pytest.raises(JobError, match="style name|built-in"):
+        await manager.submit("discord:1", name, upload)
+    assert list(env.jobs.iterdir()) == []
+
+
+async def test_step_budget_outside_the_cap_is_refused(env, managers, upload):
+    manager = await managers(env.manager(max_steps=50))
+    for steps in (0, -1, 51):
+        with pytest.raises(JobError, match="between 1 and 50"):
+            await manager.submit("discord:1", "ink", upload, steps=steps)
+
+
+def _empty_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("pics/", b"")  # a folder, no files
+    return buf.getvalue()
+
+
+def _zip_bomb() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("bomb.png", "w", force_zip64=True) as fh:
+        chunk = bytes(1 << 20)
+        for _ in range(210):  # 210 MB of zeros, about 200 KB compressed
+            fh.write(chunk)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("not a zip", "not a zip file"),
+    ("zip bomb", "uncompressed"),
+    ("zip slip", "unsafe path"),
+    ("too few", "only 5 usable images; at least 20"),
+    ("empty", "empty"),
+])
+async def test_bad_uploads_are_refused_with_their_reason_and_write_nothing(env, managers, tmp_path, case, reason):
+    manager = await managers(env.manager())
+    few = make_image_folder(tmp_path / "few", 5, seed=3)
+    data = {
+        "not a zip": b"PK\x03\x04 this is not really a zip archive",
+        "zip bomb": _zip_bomb() if case == "zip bomb" else b"",
+        "zip slip": zip_bytes(few, {"../../escaped.png": (few / "0000.jpg").read_bytes(),
+                                    "/abs/escaped.png": (few / "0001.jpg").read_bytes()}),
+        "too few": zip_bytes(few),
+        "empty": _empty_zip(),
+    }[case]
+    before = files_under(env.root)
+    with pytest.raises(JobError, match="Upload refused") as refused:
+        await manager.submit("discord:1", "ink", data)
+    assert reason in str(refused.value)
+    assert files_under(env.root) - before <= {"state/jobs.db-journal"}
+    assert list(env.jobs.iterdir()) == [] and not list(env.root.rglob("escaped.png"))
+    assert await manager.status("discord:1") is None
+    assert integrity(env.db) == "ok"
+
+
+# ---------------------------------------------------------------------------- cancel and crashes
+
+async def test_cancel_stops_a_running_worker_and_leaves_nothing(env, managers, upload):
+    manager = await managers(env.manager())
+    events = []
+    manager.subscribe(events.append)
+    job = await manager.submit("discord:1", "ink", upload, steps=2000)
+    await first_event(events, lambda e: e.kind == "progress" and e.job.id == job.id)
+    pid = (await manager.status("discord:1")).pid
+    cancelled = await manager.cancel("discord:1", by="admin")
+    assert cancelled.status == CANCELLED and "admin" in cancelled.message
+    assert not _alive(pid)
+    assert not job.job_dir.exists() and manager.resolve_style("discord:1", "ink") is None
+    assert not (env.styles / "discord" / "1" / "ink").exists()
+    with pytest.raises(JobError, match="No style is training"):
+        await manager.cancel("discord:1")
+    assert rows(env.db, "SELECT COUNT(*) FROM styles") == [(0,)]
+    assert integrity(env.db) == "ok"
+
+
+async def test_worker_killed_with_sigkill_fails_the_job_cleanly(env, managers, upload):
+    manager = await managers(env.manager(max_attempts=1))
+    events = []
+    manager.subscribe(events.append)
+    job = await manager.submit("discord:1", "ink", upload, steps=2000)
+    await first_event(events, lambda e: e.kind == "progress" and e.step >= 6)
+    running = await manager.status("discord:1")
+    assert running.status == RUNNING and running.pid
+    os.kill(running.pid, signal.SIGKILL)
+    failed = await manager.wait(job.id, WAIT_S)
+    assert failed.status == FAILED and "killed by SIGKILL" in failed.message
+    assert failed.pid is None and failed.error  # the worker's log tail, for the operator
+    assert not job.job_dir.exists() and manager.resolve_style("discord:1", "ink") is None
+    assert not (env.styles / "discord").exists() or not any((env.styles / "discord").rglob("*"))
+    assert rows(env.db, "SELECT COUNT(*) FROM styles") == [(0,)]
+    assert integrity(env.db) == "ok"
+    # The scope is free again.
+    again = await manager.submit("discord:1", "ink", upload, steps=2000)
+    assert again.status == RUNNING
+    await manager.cancel("discord:1")
+
+
+MANAGER_SCRIPT = """
+import asyncio, json, sys
+from training.jobs import JobManager
+from tests.test_jobs import fast_settings
+
+async def main(db, styles, default):
+    manager = JobManager(db, styles, default, fast_settings(), reserved_names=["default"])
+    manager.subscribe(lambda e: print(json.dumps({"kind": e.kind, "step": e.step, "status": e.job.status}),
+                                      flush=True))
+    await manager.start()
+    await asyncio.Event().wait()  # serve until killed
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_bot_restarts_mid_job_resume_from_checkpoints_and_register_once(env, managers, upload):
+    steps = 400
+    # 1. A graceful stop mid-job: the worker saves a checkpoint, the job goes back to the queue.
+    manager = await managers(env.manager())
+    events = []
+    manager.subscribe(events.append)
+    job = await manager.submit("discord:1", "ink", upload, steps=steps)
+    seen = await first_event(events, lambda e: e.kind == "progress" and e.step >= 5)
+    await manager.stop()
+    paused = rows(env.db, "SELECT status, attempts, step FROM jobs WHERE id = ?", (job.id,))[0]
+    assert paused[0] == QUEUED and paused[1] == 0 and paused[2] >= seen.step
+    assert integrity(env.db) == "ok"
+
+    # 2. Another bot process resumes it, and is killed (SIGKILL) in the middle.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", MANAGER_SCRIPT, str(env.db), str(env.styles), str(env.default),
+        cwd=REPO, stdout=asyncio.subprocess.PIPE)
+    try:
+        first_step = None
+        async with asyncio.timeout(WAIT_S):
+            async for line in proc.stdout:
+                event = json.loads(line)
+                if event["kind"] == "progress":
+                    first_step = first_step or event["step"]
+                    if event["step"] >= first_step + 5:
+                        break
+        assert first_step is not None and first_step > seen.step, "resumed from the checkpoint, not from 0"
+        killed_at = event["step"]
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert rows(env.db, "SELECT status FROM jobs WHERE id = ?", (job.id,)) == [(RUNNING,)]
+    assert integrity(env.db) == "ok"
+
+    # 3. A new bot on the same database finishes it (its orphaned worker saves and exits first).
+    manager = await managers(env.manager())
+    events = []
+    manager.subscribe(events.append)
+    done = await manager.wait(job.id, WAIT_S)
+    assert done.status == SUCCEEDED, done
+    assert done.attempts == 2  # the killed bot's worker, then this one; the graceful stop is not counted
+    resumed = [e.step for e in events if e.kind == "progress"]
+    assert resumed and resumed[0] > killed_at - 5 and resumed[-1] == steps
+    assert rows(env.db, "SELECT COUNT(*) FROM styles WHERE job_id = ?", (job.id,)) == [(1,)]
+    assert manager.resolve_style("discord:1", "ink") is not None
+    assert not job.job_dir.exists()
+    assert integrity(env.db) == "ok"
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

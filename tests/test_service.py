@@ -1,0 +1,257 @@
+"""The avatar service without any chat platform: validation, limits, queue, batching, cache, buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.actions import Action
+from bot.config import Settings
+from bot.errors import ErrorKind, UserError
+from bot.logs import RedactingFormatter
+from bot.registry import StyleRegistry
+from bot.service import AvatarRequest, AvatarService, ServiceLimits
+from gan.imaging import read_png_metadata, upscale
+from gan.latents import MAX_SEED, seed_for_name
+from tests.fakes.styles import make_tiny_styles
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = make_tiny_styles(tmp_path_factory.mktemp("weights"), ("default", "other"))
+    reg = StyleRegistry(root, "default")
+    reg.generator("default")
+    return reg
+
+
+def make_service(registry, clock=None, **limits) -> AvatarService:
+    limits.setdefault("user_cooldown_s", 0)
+    return AvatarService(registry, ServiceLimits(**limits), clock=clock or Clock())
+
+
+def req(user="u1", chat="c1", platform="discord", **options) -> AvatarRequest:
+    return AvatarRequest(platform, user, chat, **options)
+
+
+def pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+async def test_a_face_is_the_same_alone_or_in_a_busy_batch(registry):
+    service = make_service(registry)
+    alone = await service.handle(req(seed=42))
+    service_b = make_service(registry, cache_size=0)
+    crowd = await asyncio.gather(*[service_b.handle(req(user=f"u{i}", seed=s))
+                                   for i, s in enumerate([7, 42, 9, 1234, 5] * 4)])
+    for reply in crowd[1::5]:
+        assert reply.data == alone.data
+    gen = registry.generator("default")
+    np.testing.assert_array_equal(pixels(alone.data), np.asarray(upscale(gen.generate([42])[0], 256)))
+    meta = read_png_metadata(alone.data)
+    assert meta == {"seed": "42", "style": "default", "truncation": "1", "weights_sha256": gen.weights_sha256,
+                    "size": "256"}
+
+
+async def test_requests_arriving_together_share_one_generator_call(registry):
+    service = make_service(registry, cache_size=0, max_batch=64)
+    await service.handle(req(seed=1))  # make the batcher exist
+    batcher = service._batchers["default"][1]
+    calls = batcher.calls
+    replies = await asyncio.gather(*[service.handle(req(user=f"u{i}", seed=100 + i)) for i in range(32)])
+    assert len({r.data for r in replies}) == 32
+    assert batcher.calls - calls <= 2  # 32 faces in one call (two if the window split them)
+    assert service.served == 33
+
+
+async def test_names_grids_variations_upscale_morph(registry):
+    service = make_service(registry)
+    named = await service.handle(req(name="Alice"))
+    assert read_png_metadata(named.data)["seed"] == str(seed_for_name("Alice"))
+    assert dict(named.command.args)["name"] == "Alice"
+
+    grid = await service.handle(req(seed=MAX_SEED - 1, count=2))
+    assert read_png_metadata(grid.data)["seeds"] == f"{MAX_SEED - 1},0"  # seeds wrap around
+    assert [a.label for a in grid.actions][:2] == ["1", "2"]
+
+    variations = await service.handle(req(kind="variations", seed=42))
+    assert pixels(variations.data).shape == (2 * 128 + 3 * 2, 2 * 128 + 3 * 2, 3)
+    pick = variations.actions[2]
+    single = await service.handle(AvatarRequest.from_action(pick, "telegram", "u2", "c2"))
+    assert read_png_metadata(single.data)["variation"] == "3"
+    assert [a.verb for a in single.actions] == ["r", "u"]
+
+    up = await service.handle(req(kind="upscale", seed=42))
+    assert up.media == "document" and pixels(up.data).shape == (512, 512, 3)
+
+    morph = await service.handle(req(kind="morph", seed="42", target="Bob", truncation=0.7))
+    with Image.open(io.BytesIO(morph.data)) as im:
+        assert im.format == "GIF" and im.n_frames == 2 * 24 - 2
+    assert dict(morph.command.args) == {"from": "42", "to": "Bob", "style": "default", "truncation": "0.7"}
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(seed="abc"), "seed must be a whole number from 0 to 9223372036854775807"),
+    (dict(seed=-1), "seed must be a whole number"),
+    (dict(seed=MAX_SEED), "seed must be a whole number"),
+    (dict(seed="1.5"), "seed must be a whole number"),
+    (dict(seed=1, name="Bob"), "not both"),
+    (dict(name="x" * 101), "too long"),
+    (dict(count=0), "count must be a whole number from 1 to 4"),
+    (dict(count=5), "count must be a whole number from 1 to 4"),
+    (dict(count="two"), "count must be"),
+    (dict(truncation=0), "truncation must be a number from 0.05 to 1"),
+    (dict(truncation=1.5), "truncation must be"),
+    (dict(truncation="nan"), "truncation must be"),
+    (dict(style="nope"), "Unknown style 'nope'. Available styles: default, other."),
+    (dict(variation=65), "variation must be a whole number from 0 to 64"),
+    (dict(count=2, variation=1), "count works only for plain avatars"),
+    (dict(kind="upscale"), "Which face?"),
+    (dict(kind="morph"), "Give a seed or a name for 'from'"),
+])
+def test_bad_options_are_refused_with_a_clear_message(registry, options, message):
+    service = make_service(registry)
+    with pytest.raises(UserError) as info:
+        service.admit(req(**options))
+    assert info.value.kind is ErrorKind.BAD_INPUT
+    assert message in str(info.value)
+    assert service.in_flight == 0
+
+
+def test_truncation_is_rounded_and_styles_are_case_insensitive(registry):
+    service = make_service(registry)
+    job = service.admit(req(seed="  7 ", truncation="0.333", style="Other"))
+    assert (job.plan.seed, job.plan.truncation, job.plan.style) == (7, 0.33, "other")
+    job.release()
+
+
+def test_cooldown_per_user_with_an_honest_wait(registry):
+    clock = Clock()
+    service = make_service(registry, clock, user_cooldown_s=10)
+    service.admit(req(user="a", seed=1)).release()
+    clock.now += 4
+    with pytest.raises(UserError) as info:
+        service.admit(req(user="a", seed=2))
+    assert info.value.kind is ErrorKind.COOLDOWN and str(info.value) == "Slow down a little: try again in 6 s."
+    service.admit(req(user="b", seed=2)).release()  # other users are not affected
+    service.admit(req(user="a", platform="telegram", seed=2)).release()  # nor the same id on another platform
+    clock.now += 6
+    service.admit(req(user="a", seed=3)).release()
+
+
+def test_per_chat_limit(registry):
+    clock = Clock()
+    service = make_service(registry, clock, chat_limit_per_minute=3)
+    for i in range(3):
+        service.admit(req(user=f"u{i}", chat="busy", seed=i)).release()
+        clock.now += 1
+    with pytest.raises(UserError) as info:
+        service.admit(req(user="u9", chat="busy", seed=9))
+    assert info.value.kind is ErrorKind.BUSY and "try again in 57 s" in str(info.value)
+    service.admit(req(user="u9", chat="quiet", seed=9)).release()
+    clock.now += 57  # the oldest of the three falls out of the minute
+    service.admit(req(user="u9", chat="busy", seed=9)).release()
+
+
+async def test_full_queue_says_busy_and_frees_up(registry):
+    service = make_service(registry, queue_size=2)
+    first, second = service.admit(req(user="a", seed=1)), service.admit(req(user="b", seed=2, count=4))
+    with pytest.raises(UserError) as info:
+        service.admit(req(user="c", seed=3))
+    assert info.value.kind is ErrorKind.BUSY
+    assert info.value.retry_after >= 1 and "busy drawing for others: try again in" in str(info.value)
+    async with first:
+        await first.run()
+    async with service.admit(req(user="c", seed=3)) as third:
+        assert (await third.run()).filename == "avatar-3.png"
+    second.release()
+    assert service.in_flight == 0
+
+
+async def test_shutdown_refuses_new_work_and_waits_for_admitted_work(registry):
+    service = make_service(registry)
+    job = service.admit(req(user="a", seed=1))
+    service.stop_accepting()
+    with pytest.raises(UserError, match="restarting"):
+        service.admit(req(user="b", seed=2))
+    assert not await service.drain(timeout=0.05)
+
+    async def answer() -> None:
+        async with job:
+            await job.run()
+
+    task = asyncio.create_task(answer())
+    assert await service.drain(timeout=30)
+    await task
+
+
+async def test_recent_results_come_from_the_cache(registry):
+    service = make_service(registry)
+    a = await service.handle(req(user="a", seed=77))
+    b = await service.handle(req(user="b", seed=77, platform="telegram"))
+    assert a is b and service.served == 1
+
+
+@pytest.mark.parametrize("action", [
+    Action("r", 0, "default"),
+    Action("v", MAX_SEED - 1, "a" * 32, 0, 0.05, 4),
+    Action("f", MAX_SEED - 1, "x-" * 16, 64, 0.33, 1),
+])
+def test_button_ids_carry_the_whole_state(action):
+    encoded = action.encode()
+    assert len(encoded.encode()) <= 64  # Telegram's callback_data limit (Discord allows 100)
+    assert Action.decode(encoded) == action
+
+
+@pytest.mark.parametrize("bad", ["", "av1:r:1:0:1:1", "av2:r:1:0:1:1:default", "av1:z:1:0:1:1:default",
+                                 "av1:r:zzzzzzzzzzzzzz:0:1:1:default", "av1:r:1:0:7:1:default",
+                                 "av1:r:1:0:1:1:../etc", "av1:r:1:x:1:1:default"])
+def test_damaged_button_ids_are_refused(bad):
+    with pytest.raises(ValueError):
+        Action.decode(bad)
+
+
+def test_settings_keep_tokens_secret(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", "discord-very-secret")
+    monkeypatch.setenv("DISCORD_GUILD_IDS", "1, 2")
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "auto")
+    (tmp_path / ".env").write_text("TELEGRAM_TOKEN=123:telegram-very-secret\nQUEUE_SIZE=9\n")
+    settings = Settings()
+    assert settings.discord_guild_ids == [1, 2] and settings.discord_shard_count is None
+    assert settings.queue_size == 9
+    text = repr(settings) + str(settings) + settings.model_dump_json()
+    assert "very-secret" not in text
+    assert sorted(settings.secrets()) == ["123:telegram-very-secret", "discord-very-secret"]
+
+
+def test_log_lines_and_tracebacks_are_redacted():
+    formatter = RedactingFormatter("%(message)s", ["s3cr3t-token"])
+    try:
+        raise RuntimeError("request to https://api/bots3cr3t-token/getMe failed")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token is %s", ("s3cr3t-token",),
+                                   exc_info=__import__("sys").exc_info())
+    text = formatter.format(record)
+    assert "s3cr3t-token" not in text and text.count("[redacted]") >= 2 and "RuntimeError" in text
+
+
+def test_env_example_documents_every_setting():
+    from pathlib import Path
+
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"{name.upper()}=" in example, f"{name.upper()} is missing from .env.example"

@@ -1,0 +1,1058 @@
+"""Custom-style training jobs: a SQLite database of jobs and styles, and the manager that runs them.
+
+A server admin's upload becomes a job: the pictures are ingested safely (``training.prepare``) into
+the job's own folder, a row is queued in the database, and a worker process
+(``python -m training.worker JOB_DIR``, see ``training.worker``) fine-tunes the default style on
+them. The bot never runs training itself: a crash in a worker can never take it down.
+
+Rules the manager keeps:
+
+* one active (queued or running) job per scope, enforced by a unique index; a global limit on
+  running workers (``JobSettings.max_concurrent``), with queued jobs told their position;
+* a style is registered (its row inserted) only after its export is complete and verified with
+  ``gan.styles.read_style``, in the same transaction that marks the job succeeded; ``styles.job_id``
+  is unique, so nothing is registered twice;
+* a failed or cancelled job leaves no style row and its files are removed;
+* a job left running by a bot that died is resumed from its last checkpoint on the next ``start``
+  (or failed with a message after ``max_attempts`` starts); ``stop`` asks workers to save a
+  checkpoint (SIGTERM) and leaves their jobs queued, so nothing is lost across a restart.
+
+A scope names where a style is visible: ``"discord:<guild_id>"`` or ``"telegram:<chat_id>"``
+(``make_scope``). Custom styles live in ``styles_root/<platform>/<id>/<name>/``.
+
+Adapters see one exception, ``JobError`` (``str(error)`` is the message to show), and progress
+through ``subscribe``: each ``JobEvent`` carries the job, its step, total, an ETA, a sample grid PNG
+now and then, and whether the job reached its final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Iterable
+
+import aiosqlite
+
+from gan.styles import StyleError, check_style_name, read_style
+from training.prepare import Limits, PrepareError, ingest_zip_bytes, prepare_dataset
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+ACTIVE_STATES = (QUEUED, RUNNING)
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+
+# Fine-tuning budget (see the README's "Custom styles" section for how it was chosen): 1500 steps of
+# 64 images is about 6-7 minutes at 250 images/s, the low end measured for the default style's
+# architecture on a 2-core CPU with bfloat16, which leaves room for start-up and export in 10 minutes.
+DEFAULT_STEPS = 1500
+MAX_STEPS = 5000
+# Few-shot fine-tuning: DiffAugment on real and fake images keeps the discriminator from memorising a
+# small set; a faster generator EMA follows a short run (0.999 would still be half the default style
+# after 1500 steps).
+FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
+                                      "d_frozen_layers": 0}
+
+WORKER_INTERRUPTED = 3  # exit status of a worker that saved a checkpoint after SIGTERM
+
+_SCOPE = re.compile(r"^([a-z][a-z0-9_]{0,15}):(-?[A-Za-z0-9_]{1,64})$")
+_JOB_DIR = re.compile(r"^job-[0-9a-f]+$")
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        step INTEGER NOT NULL DEFAULT 0,
+        total_steps INTEGER NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        requested_by TEXT NOT NULL DEFAULT '',
+        data_dir TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        reply_to TEXT,
+        report TEXT,
+        pid INTEGER
+    );
+    CREATE UNIQUE INDEX jobs_one_active_per_scope ON jobs (scope) WHERE status IN ('queued', 'running');
+    CREATE INDEX jobs_by_status ON jobs (status, id);
+    CREATE TABLE styles (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        job_id INTEGER UNIQUE REFERENCES jobs (id),
+        sha256 TEXT NOT NULL,
+        UNIQUE (scope, name)
+    );
+    CREATE TABLE scope_settings (
+        scope TEXT PRIMARY KEY,
+        default_style TEXT
+    );
+    """,
+}
+
+
+class JobError(Exception):
+    """A refusal an admin can act on; ``str(error)`` is the message to show.
+
+    ``kind`` is ``"bad input"`` (bad name, bad upload, unknown style, nothing to cancel) or
+    ``"busy"`` (a job is already active in this chat) - the values of ``bot.errors.ErrorKind``.
+    """
+
+    def __init__(self, message: str, kind: str = "bad input") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def make_scope(platform: str, chat_id: int | str) -> str:
+    """The scope of a Discord guild or a Telegram chat, e.g. ``make_scope("discord", 42)``."""
+    return check_scope(f"{platform}:{chat_id}")
+
+
+def check_scope(scope: str) -> str:
+    """Return ``scope`` if it looks like ``platform:id`` (it becomes two folder names)."""
+    if not isinstance(scope, str) or not _SCOPE.match(scope):
+        raise ValueError(f"invalid scope {scope!r}: expected 'platform:id'")
+    return scope
+
+
+@dataclass
+class JobSettings:
+    """How jobs run. ``STYLE_TRAIN_STEPS`` maps to ``default_steps``."""
+
+    default_steps: int = DEFAULT_STEPS
+    max_steps: int = MAX_STEPS
+    max_concurrent: int = 1
+    max_attempts: int = 2  # worker starts per job: a crashed worker is retried once
+    batch_size: int = 64
+    checkpoint_every: int = 100
+    sample_every: int = 250  # steps between sample grids sent to the chat
+    progress_interval_s: float = 5.0  # the worker reports progress at most this often
+    min_images: int = 20
+    limits: Limits = field(default_factory=Limits)  # upload caps; min_images above overrides its own
+    face_cascade: str | None = None  # OpenCV cascade XML: crop anime faces from uploads
+    mixed_precision: bool | None = None  # None: bfloat16 when the CPU has AMX or a GPU is present
+    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_OVERRIDES))
+    jobs_dir: Path | None = None  # default: a "jobs" folder next to the database
+    stop_timeout_s: float = 60.0  # how long stop() waits for workers to save a checkpoint
+    job_timeout_s: float = 3 * 3600.0  # a worker running longer is killed and its job failed
+    python: str = sys.executable
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training job as stored in the database (``queue_position`` only for queued jobs)."""
+
+    id: int
+    scope: str
+    name: str
+    status: str
+    step: int
+    total_steps: int
+    message: str
+    error: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    requested_by: str
+    data_dir: Path
+    run_dir: Path
+    reply_to: Any = None
+    report: dict | None = None
+    pid: int | None = None  # the worker's process id while it runs
+    queue_position: int | None = None
+
+    @property
+    def job_dir(self) -> Path:
+        """The job's own folder (data, run, export, worker log)."""
+        return self.run_dir.parent
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    def describe(self) -> str:
+        """One line for a chat: what the job is doing or how it ended."""
+        if self.status == QUEUED:
+            where = f" (position {self.queue_position} in the queue)" if self.queue_position else ""
+            return f"Style '{self.name}' is waiting to train{where}."
+        if self.status == RUNNING:
+            return f"Training style '{self.name}': step {self.step}/{self.total_steps} ({self.percent}%)."
+        if self.status == SUCCEEDED:
+            return f"Style '{self.name}' is ready."
+        if self.status == CANCELLED:
+            return f"Training of style '{self.name}' was cancelled."
+        return f"Training of style '{self.name}' failed: {self.message}"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.step / self.total_steps) if self.total_steps else 0
+
+
+@dataclass(frozen=True)
+class StyleRecord:
+    """A registered custom style."""
+
+    scope: str
+    name: str
+    path: Path
+    created_at: float
+    job_id: int | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What an adapter needs to update its progress message.
+
+    ``kind`` is ``queued``, ``started``, ``progress``, ``sample``, ``requeued`` or ``finished``;
+    ``sample_png`` holds a sample grid (for ``sample``, and the style's grid when it succeeds);
+    ``final`` is true once the job succeeded, failed or was cancelled (``job.status`` says which).
+    """
+
+    kind: str
+    job: Job
+    step: int
+    total: int
+    eta_seconds: float | None = None
+    sample_png: bytes | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.job.final
+
+
+EventCallback = Callable[[JobEvent], Awaitable[None] | None]
+
+
+def format_eta(seconds: float | None) -> str:
+    """``about 4 min left``, ``about 40 s left``, or ``""`` when unknown."""
+    if seconds is None:
+        return ""
+    if seconds >= 90:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {max(5, round(seconds / 5) * 5)} s left"
+
+
+def progress_text(event: JobEvent, width: int = 12) -> str:
+    """A one-line progress message with a bar, e.g. ``Training 'ink' [####--------] 33% ...``."""
+    job = event.job
+    if job.status != RUNNING:
+        return job.describe()
+    filled = int(width * event.step / event.total) if event.total else 0
+    bar = "#" * filled + "-" * (width - filled)
+    eta = format_eta(event.eta_seconds)
+    pct = int(100 * event.step / event.total) if event.total else 0
+    return (f"Training '{job.name}' [{bar}] {pct}% - step {event.step}/{event.total}"
+            + (f" - {eta}" if eta else ""))
+
+
+@dataclass
+class _Handle:
+    """A running job's worker process and what the manager asked of it."""
+
+    job: Job
+    task: asyncio.Task | None = None
+    proc: asyncio.subprocess.Process | None = None
+    cancel_requested: bool = False
+    stopping: bool = False
+    finalizing: bool = False
+    timed_out: bool = False
+    export_path: Path | None = None
+    error: str | None = None
+    step: int = 0
+
+
+class JobManager:
+    """The job database and the worker processes (one asyncio event loop; ``start`` first)."""
+
+    def __init__(self, db_path: str | os.PathLike, styles_root: str | os.PathLike,
+                 default_style_dir: str | os.PathLike, settings: JobSettings | None = None,
+                 reserved_names: Iterable[str] = ()) -> None:
+        """``default_style_dir`` is the style folder fine-tuned from (e.g. ``weights/default``);
+        ``reserved_names`` (the built-in styles) cannot be used for custom styles."""
+        self.db_path = Path(db_path)
+        self.styles_root = Path(styles_root)
+        self.default_style_dir = Path(default_style_dir)
+        self.settings = settings or JobSettings()
+        self.jobs_dir = Path(self.settings.jobs_dir or self.db_path.parent / "jobs")
+        self.reserved_names = frozenset(reserved_names)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._running: dict[int, _Handle] = {}
+        self._styles: dict[tuple[str, str], StyleRecord] = {}
+        self._defaults: dict[str, str] = {}
+        self._subscribers: list[EventCallback] = []
+        self._events: asyncio.Queue | None = None
+        self._dispatcher: asyncio.Task | None = None
+        self._closing = False
+        self._ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open (and create or migrate) the database, recover unfinished jobs, start queued ones.
+
+        Jobs a previous bot process left ``running`` are queued again to resume from their last
+        checkpoint, or failed with a message once they have used ``max_attempts`` starts.
+        """
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.styles_root.mkdir(parents=True, exist_ok=True)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+        self._closing = False
+        self._events = asyncio.Queue()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="job-events")
+        async with self._lock:
+            await self._load_caches()
+            await self._recover()
+        await asyncio.to_thread(self._remove_strays, await self._active_job_dirs())
+        self._ready = True
+        async with self._lock:
+            await self._schedule()
+        log.info("job manager started: %s (%d styles)", self.db_path, len(self._styles))
+
+    async def stop(self) -> None:
+        """Stop gracefully: workers get SIGTERM, save a checkpoint and exit; their jobs stay queued
+        and resume on the next ``start``. Waits up to ``stop_timeout_s``, then kills."""
+        if self._db is None:
+            return
+        self._closing = True
+        self._ready = False
+        async with self._lock:
+            handles = list(self._running.values())
+            for handle in handles:
+                handle.stopping = True
+                _signal(handle.proc, signal.SIGTERM)
+        tasks = [h.task for h in handles if h.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_timeout_s)
+            if pending:
+                log.warning("%d worker(s) did not stop in %.0f s: killing them", len(pending),
+                            self.settings.stop_timeout_s)
+                for handle in handles:
+                    _signal(handle.proc, signal.SIGKILL)
+                await asyncio.wait(pending, timeout=30)
+        if self._dispatcher is not None:
+            await self._events.put(None)
+            try:
+                await asyncio.wait_for(self._dispatcher, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._dispatcher.cancel()
+            self._dispatcher = None
+        await self._db.close()
+        self._db = None
+        log.info("job manager stopped")
+
+    async def __aenter__(self) -> "JobManager":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ adapters' API
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` (a function or coroutine function) for every ``JobEvent``.
+
+        Events are delivered in order by one task; a slow or failing callback never blocks a worker.
+        Returns a function that unsubscribes.
+        """
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    async def submit(self, scope: str, name: str, upload: bytes | str | os.PathLike,
+                     requested_by: str = "", steps: int | None = None, reply_to: Any = None) -> Job:
+        """Ingest an upload (zip bytes, or a zip file or folder path) and queue a training job.
+
+        Raises ``JobError`` for a bad name, a name already used in this scope or reserved, a step
+        budget outside 1..``max_steps``, an active job in this scope (kind ``busy``), or an upload
+        that is refused (the message gives the reason and what was kept and skipped). Returns the
+        job, already ``running`` or ``queued`` with its ``queue_position``.
+        """
+        self._check_open()
+        scope = check_scope(scope)
+        name = self._check_name(name)
+        steps = self._check_steps(steps)
+        async with self._lock:
+            await self._refuse_if_taken(scope, name)
+        job_dir = self.jobs_dir / f"job-{time.time_ns():x}{secrets.token_hex(4)}"
+        data_dir, run_dir = job_dir / "data", job_dir / "run"
+        try:
+            report = await asyncio.to_thread(self._ingest, upload, data_dir)
+        except PrepareError as exc:
+            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            raise JobError(f"Upload refused: {exc}.") from None
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            raise
+        try:
+            async with self._lock:
+                await self._refuse_if_taken(scope, name)
+                now = time.time()
+                async with self._transaction() as db:
+                    cursor = await db.execute(
+                        "INSERT INTO jobs (scope, name, status, total_steps, message, created_at, updated_at,"
+                        " requested_by, data_dir, run_dir, reply_to, report)"
+                        " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (scope, name, steps, f"queued: {report.summary()}", now, now, str(requested_by),
+                         str(data_dir), str(run_dir), _dumps(reply_to), json.dumps(report.to_dict())))
+                    job_id = cursor.lastrowid
+                log.info("job %d queued: %s/%s, %d steps (%s)", job_id, scope, name, steps, report.summary())
+                await self._schedule()
+                job = await self._get(job_id)
+        except BaseException:
+            if not await self._job_dir_in_db(job_dir):
+                await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            raise
+        if job.status == QUEUED:
+            self._emit(JobEvent("queued", job, 0, job.total_steps))
+        await self._notify()
+        return job
+
+    async def cancel(self, scope: str, by: str = "") -> Job:
+        """Cancel this scope's active job (queued or running); its files are removed and no style is
+        registered. Returns the cancelled job; ``JobError`` if there is none or it is being saved."""
+        self._check_open()
+        reason = "cancelled" + (f" by {by}" if by else "")
+        async with self._lock:
+            job = await self._active_job(scope)
+            if job is None:
+                raise JobError("No style is training here.")
+            handle = self._running.get(job.id)
+            if handle is None:  # still queued: no worker to stop
+                await self._end(job, CANCELLED, reason)
+                task = None
+            elif handle.finalizing:
+                raise JobError(f"Too late to cancel: style '{job.name}' is being saved.")
+            else:
+                handle.cancel_requested = True
+                handle.error = reason
+                _signal(handle.proc, signal.SIGKILL)
+                task = handle.task
+        if task is not None:
+            await asyncio.shield(task)
+            return await self._get_locked(job.id)
+        cancelled = await self._get_locked(job.id)
+        self._emit(JobEvent("finished", cancelled, cancelled.step, cancelled.total_steps))
+        await self._notify()
+        return cancelled
+
+    async def status(self, scope: str) -> Job | None:
+        """This scope's active job, else its most recent one, else None."""
+        self._check_open()
+        async with self._lock:
+            job = await self._active_job(scope)
+            if job is None:
+                rows = await self._fetchall("SELECT * FROM jobs WHERE scope = ? ORDER BY id DESC LIMIT 1",
+                                            (scope,))
+                job = await self._job_from_row(rows[0]) if rows else None
+            return job
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """A job by id, or None."""
+        self._check_open()
+        async with self._lock:
+            try:
+                return await self._get(job_id)
+            except KeyError:
+                return None
+
+    async def active_jobs(self) -> list[Job]:
+        """Every queued or running job, oldest first (adapters can re-attach progress messages)."""
+        self._check_open()
+        async with self._lock:
+            rows = await self._fetchall("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
+            return [await self._job_from_row(r) for r in rows]
+
+    async def set_reply_to(self, job_id: int, reply_to: Any) -> None:
+        """Store the adapter's reference to its progress message (any JSON value)."""
+        self._check_open()
+        async with self._lock:
+            await self._db.execute("UPDATE jobs SET reply_to = ? WHERE id = ?", (_dumps(reply_to), job_id))
+            handle = self._running.get(job_id)
+            if handle is not None:
+                handle.job = dataclasses.replace(handle.job, reply_to=reply_to)
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Wait until a job reaches a final state (or ``timeout`` seconds: ``TimeoutError``)."""
+        async def until_final() -> Job:
+            while True:
+                async with self._changed:
+                    job = await self.get_job(job_id)
+                    if job is None:
+                        raise KeyError(f"no job {job_id}")
+                    if job.final:
+                        return job
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(until_final(), timeout)
+
+    async def list_styles(self, scope: str) -> list[StyleRecord]:
+        """This scope's custom styles, by name."""
+        self._check_open()
+        async with self._lock:
+            rows = await self._fetchall("SELECT * FROM styles WHERE scope = ? ORDER BY name", (scope,))
+        return [_style_from_row(r) for r in rows]
+
+    async def delete_style(self, scope: str, name: str) -> StyleRecord:
+        """Unregister a custom style and remove its folder (and the scope's default if it was it)."""
+        self._check_open()
+        async with self._lock:
+            rows = await self._fetchall("SELECT * FROM styles WHERE scope = ? AND name = ?", (scope, name))
+            if not rows:
+                raise JobError(f"There is no custom style named '{name}' here.")
+            record = _style_from_row(rows[0])
+            async with self._transaction() as db:
+                await db.execute("DELETE FROM styles WHERE scope = ? AND name = ?", (scope, name))
+                await db.execute("UPDATE scope_settings SET default_style = NULL"
+                                 " WHERE scope = ? AND default_style = ?", (scope, name))
+            self._styles.pop((scope, name), None)
+            if self._defaults.get(scope) == name:
+                self._defaults.pop(scope)
+        await asyncio.to_thread(_remove_dir, record.path)
+        log.info("deleted style %s/%s", scope, name)
+        return record
+
+    async def set_default(self, scope: str, name: str | None, builtin: Collection[str] = ()) -> None:
+        """Make ``name`` (a custom style of this scope, or one of ``builtin``) the scope's default;
+        ``None`` goes back to the bot's default."""
+        self._check_open()
+        scope = check_scope(scope)
+        async with self._lock:
+            if name is not None and (scope, name) not in self._styles and name not in builtin:
+                raise JobError(f"Unknown style '{name}'.")
+            async with self._transaction() as db:
+                await db.execute("INSERT INTO scope_settings (scope, default_style) VALUES (?, ?)"
+                                 " ON CONFLICT (scope) DO UPDATE SET default_style = excluded.default_style",
+                                 (scope, name))
+            if name is None:
+                self._defaults.pop(scope, None)
+            else:
+                self._defaults[scope] = name
+
+    def default_style(self, scope: str) -> str | None:
+        """The scope's default style name, or None (never blocks: read from memory)."""
+        return self._defaults.get(scope)
+
+    def resolve_style(self, scope: str, name: str) -> Path | None:
+        """The folder of custom style ``name`` visible in ``scope``, or None (never blocks)."""
+        record = self._styles.get((scope, name))
+        return record.path if record is not None else None
+
+    def style_record(self, scope: str, name: str) -> StyleRecord | None:
+        """The registered style ``name`` of ``scope`` (path and sha256), or None (never blocks)."""
+        return self._styles.get((scope, name))
+
+    def style_names(self, scope: str) -> list[str]:
+        """Names of the scope's custom styles, sorted (never blocks)."""
+        return sorted(n for s, n in self._styles if s == scope)
+
+    def style_dir(self, scope: str, name: str) -> Path:
+        """Where the custom style ``name`` of ``scope`` lives once registered."""
+        platform, _, chat = check_scope(scope).partition(":")
+        return self.styles_root / platform / chat / check_style_name(name)
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_open(self) -> None:
+        if self._db is None or not self._ready:
+            raise RuntimeError("JobManager.start() has not been called (or stop() was)")
+
+    def _check_name(self, name: str) -> str:
+        try:
+            check_style_name(name)
+        except StyleError:
+            raise JobError(f"Invalid style name {name!r}: use 1-32 lowercase letters, digits and '-', "
+                           "starting with a letter or digit.") from None
+        if name in self.reserved_names:
+            raise JobError(f"'{name}' is the name of a built-in style; choose another name.")
+        return name
+
+    def _check_steps(self, steps: int | None) -> int:
+        if steps is None:
+            return self.settings.default_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.settings.max_steps:
+            raise JobError(f"The step budget must be between 1 and {self.settings.max_steps}.")
+        return steps
+
+    async def _refuse_if_taken(self, scope: str, name: str) -> None:
+        active = await self._active_job(scope)
+        if active is not None:
+            raise JobError(f"Style '{active.name}' is already {'training' if active.status == RUNNING else 'queued'}"
+                           " here; wait for it to finish or cancel it.", kind="busy")
+        if (scope, name) in self._styles:
+            raise JobError(f"A style named '{name}' already exists here; delete it first or choose another name.")
+
+    def _ingest(self, upload: bytes | str | os.PathLike, data_dir: Path):
+        limits = dataclasses.replace(self.settings.limits, min_images=self.settings.min_images)
+        cascade = self.settings.face_cascade
+        if isinstance(upload, (bytes, bytearray, memoryview)):
+            return ingest_zip_bytes(bytes(upload), data_dir, face_cascade=cascade, limits=limits)
+        return prepare_dataset(upload, data_dir, face_cascade=cascade, limits=limits)
+
+    # ------------------------------------------------------------------ database
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            version = (await cursor.fetchone())[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.db_path} has schema version {version}; this version knows {SCHEMA_VERSION}")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            async with self._transaction() as db:
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+            log.info("job database %s: schema version %d", self.db_path, target)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    async def _fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _get_locked(self, job_id: int) -> Job:
+        async with self._lock:
+            return await self._get(job_id)
+
+    async def _get(self, job_id: int) -> Job:
+        rows = await self._fetchall("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise KeyError(job_id)
+        return await self._job_from_row(rows[0])
+
+    async def _active_job(self, scope: str) -> Job | None:
+        rows = await self._fetchall("SELECT * FROM jobs WHERE scope = ? AND status IN ('queued', 'running')",
+                                    (scope,))
+        return await self._job_from_row(rows[0]) if rows else None
+
+    async def _job_from_row(self, row: aiosqlite.Row) -> Job:
+        position = None
+        if row["status"] == QUEUED:
+            rows = await self._fetchall("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND id < ?",
+                                        (row["id"],))
+            position = rows[0][0] + 1
+        return Job(id=row["id"], scope=row["scope"], name=row["name"], status=row["status"], step=row["step"],
+                   total_steps=row["total_steps"], message=row["message"], error=row["error"],
+                   attempts=row["attempts"], created_at=row["created_at"], updated_at=row["updated_at"],
+                   requested_by=row["requested_by"], data_dir=Path(row["data_dir"]), run_dir=Path(row["run_dir"]),
+                   reply_to=json.loads(row["reply_to"]) if row["reply_to"] else None,
+                   report=json.loads(row["report"]) if row["report"] else None, pid=row["pid"],
+                   queue_position=position)
+
+    async def _job_dir_in_db(self, job_dir: Path) -> bool:
+        async with self._lock:
+            rows = await self._fetchall("SELECT 1 FROM jobs WHERE run_dir = ?", (str(job_dir / "run"),))
+        return bool(rows)
+
+    async def _active_job_dirs(self) -> set[str]:
+        async with self._lock:
+            rows = await self._fetchall("SELECT run_dir FROM jobs WHERE status IN ('queued', 'running')")
+        return {Path(r["run_dir"]).parent.name for r in rows}
+
+    async def _load_caches(self) -> None:
+        self._styles = {(r["scope"], r["name"]): _style_from_row(r)
+                        for r in await self._fetchall("SELECT * FROM styles")}
+        self._defaults = {r["scope"]: r["default_style"] for r in
+                          await self._fetchall("SELECT * FROM scope_settings WHERE default_style IS NOT NULL")}
+
+    async def _update(self, job_id: int, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        columns = ", ".join(f"{k} = ?" for k in values)
+        async with self._transaction() as db:
+            await db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+
+    # ------------------------------------------------------------------ scheduling and workers
+
+    async def _recover(self) -> None:
+        """Called under the lock at start: jobs a dead bot left running go back to the queue."""
+        for row in await self._fetchall("SELECT * FROM jobs WHERE status = 'running' ORDER BY id"):
+            job = await self._job_from_row(row)
+            if job.attempts >= self.settings.max_attempts:
+                log.warning("job %d was interrupted %d times: giving up", job.id, job.attempts)
+                await self._end(job, FAILED, f"training stopped unexpectedly {job.attempts} times; giving up",
+                                error="the bot or its worker stopped during training")
+            else:
+                log.info("job %d was interrupted at step %d: resuming it", job.id, job.step)
+                await self._update(job.id, status=QUEUED, pid=None,
+                                   message=f"resuming from its last checkpoint (step {job.step}) after a restart")
+
+    async def _schedule(self) -> None:
+        """Called under the lock: start queued jobs while fewer than ``max_concurrent`` run."""
+        while not self._closing and len(self._running) < self.settings.max_concurrent:
+            rows = await self._fetchall("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1")
+            if not rows:
+                return
+            job_id = rows[0]["id"]
+            await self._db.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, message = ?,"
+                                   " updated_at = ? WHERE id = ?", ("starting", time.time(), job_id))
+            job = await self._get(job_id)
+            handle = _Handle(job=job, step=job.step)
+            self._running[job_id] = handle
+            handle.task = asyncio.create_task(self._run_job(handle), name=f"job-{job_id}")
+            log.info("job %d started (attempt %d): %s/%s", job_id, job.attempts, job.scope, job.name)
+
+    async def _run_job(self, handle: _Handle) -> None:
+        job = handle.job
+        self._emit(JobEvent("started", job, job.step, job.total_steps))
+        rc: int | None = None
+        try:
+            rc = await self._run_worker(handle)
+        except Exception as exc:  # noqa: BLE001 - a manager bug must not leave the job running
+            log.exception("job %d: could not run its worker", job.id)
+            handle.error = handle.error or f"could not run the training process ({type(exc).__name__})"
+        try:
+            await self._finish(handle, rc)
+        except Exception:  # noqa: BLE001
+            log.exception("job %d: could not record its end", job.id)
+        finally:
+            async with self._lock:
+                self._running.pop(job.id, None)
+                if self._db is not None:
+                    await self._schedule()
+            await self._notify()
+
+    def _spec(self, job: Job) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "name": job.name,
+            "data_dir": str(job.data_dir),
+            "run_dir": str(job.run_dir),
+            "export_dir": str(job.job_dir / "export"),
+            "init_from": str(self.default_style_dir.resolve()),
+            "steps": job.total_steps,
+            "batch_size": s.batch_size,
+            "checkpoint_every": s.checkpoint_every,
+            "sample_every": s.sample_every,
+            "progress_interval_s": s.progress_interval_s,
+            "mixed_precision": s.mixed_precision,
+            "model_overrides": s.model_overrides,
+            "seed": s.seed,
+        }
+
+    async def _run_worker(self, handle: _Handle) -> int | None:
+        job = handle.job
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = job.job_dir / "spec.json"
+        spec_path.write_text(json.dumps(self._spec(job), indent=2))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        with open(job.job_dir / "worker.log", "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                self.settings.python, "-m", "training.worker", str(job.job_dir), "--watch-stdin",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env)
+        handle.proc = proc
+        handle.job = dataclasses.replace(job, pid=proc.pid)
+        async with self._lock:
+            await self._update(job.id, pid=proc.pid)
+        log.info("job %d: worker pid %d", job.id, proc.pid)
+        if handle.cancel_requested:
+            _signal(proc, signal.SIGKILL)
+        elif handle.stopping:
+            _signal(proc, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.settings.job_timeout_s):
+                async for line in proc.stdout:
+                    await self._on_worker_line(handle, line)
+                return await proc.wait()
+        except TimeoutError:
+            handle.timed_out = True
+            _signal(proc, signal.SIGKILL)
+            return await proc.wait()
+        except asyncio.CancelledError:
+            _signal(proc, signal.SIGTERM)  # saves a checkpoint: the job resumes on the next start
+            raise
+
+    async def _on_worker_line(self, handle: _Handle, raw: bytes) -> None:
+        try:
+            msg = json.loads(raw)
+            event = msg["event"]
+        except (ValueError, KeyError, TypeError):
+            log.debug("job %d: worker said %r", handle.job.id, raw[:200])
+            return
+        job = handle.job
+        if event in ("start", "progress"):
+            handle.step = int(msg.get("step", handle.step))
+            message = (f"resumed at step {handle.step}" if event == "start" and handle.step
+                       else f"training: step {handle.step}/{job.total_steps}")
+            handle.job = job = dataclasses.replace(job, step=handle.step, message=message)
+            async with self._lock:  # the worker reports at most every progress_interval_s
+                await self._update(job.id, step=handle.step, message=message)
+            if event == "progress":
+                self._emit(JobEvent("progress", job, handle.step, job.total_steps, msg.get("eta")))
+        elif event == "sample":
+            path = self._inside_job(job, msg.get("path"))
+            data = await asyncio.to_thread(path.read_bytes) if path is not None and path.is_file() else None
+            if data is not None:
+                self._emit(JobEvent("sample", job, int(msg.get("step", handle.step)), job.total_steps,
+                                    sample_png=data))
+        elif event == "exporting":
+            handle.job = dataclasses.replace(job, message="saving the style")
+            async with self._lock:
+                await self._update(job.id, message="saving the style")
+        elif event == "exported":
+            handle.export_path = self._inside_job(job, msg.get("path"))
+        elif event == "error":
+            handle.error = str(msg.get("message", "training failed"))[:500]
+
+    @staticmethod
+    def _inside_job(job: Job, path: Any) -> Path | None:
+        """A path the worker reported, if it lies inside the job's folder."""
+        if not isinstance(path, str):
+            return None
+        resolved = Path(path).resolve()
+        return resolved if resolved.is_relative_to(job.job_dir.resolve()) else None
+
+    async def _finish(self, handle: _Handle, rc: int | None) -> None:
+        job = handle.job
+        if handle.cancel_requested:
+            async with self._lock:
+                await self._end(job, CANCELLED, handle.error or "cancelled")
+        elif rc == 0 and handle.export_path is not None:
+            await self._register(handle)
+        elif handle.stopping:
+            async with self._lock:
+                # The bot chose to stop this worker: that start does not count as an attempt.
+                await self._update(job.id, status=QUEUED, attempts=max(0, job.attempts - 1), step=handle.step, pid=None,
+                                   message=f"paused at step {handle.step} by a bot restart; "
+                                           "it resumes from its checkpoint")
+            log.info("job %d paused at step %d", job.id, handle.step)
+            requeued = await self._get_locked(job.id)
+            self._emit(JobEvent("requeued", requeued, requeued.step, requeued.total_steps))
+            return
+        elif handle.timed_out:
+            async with self._lock:
+                await self._end(job, FAILED, "training took too long and was stopped",
+                                error=f"no result after {self.settings.job_timeout_s:.0f} s")
+        elif handle.error is not None:
+            log.warning("job %d failed: %s (exit status %s)", job.id, handle.error, rc)
+            async with self._lock:
+                await self._end(job, FAILED, handle.error, error=_log_tail(job.job_dir / "worker.log"))
+        else:
+            reason = f"the training process stopped unexpectedly ({_describe_exit(rc)})"
+            tail = _log_tail(job.job_dir / "worker.log")
+            async with self._lock:
+                if job.attempts < self.settings.max_attempts:
+                    log.warning("job %d: %s; retrying from its last checkpoint", job.id, reason)
+                    await self._update(job.id, status=QUEUED, step=handle.step, error=tail, pid=None,
+                                       message=f"{reason}; retrying from the last checkpoint")
+                    requeued = await self._get(job.id)
+                    self._emit(JobEvent("requeued", requeued, requeued.step, requeued.total_steps))
+                    return
+                log.warning("job %d failed: %s", job.id, reason)
+                await self._end(job, FAILED, reason, error=tail)
+        final = await self._get_locked(job.id)
+        sample = None
+        if final.status == SUCCEEDED:
+            record = self._styles.get((job.scope, job.name))
+            grid = record.path / "samples.png" if record is not None else None
+            sample = await asyncio.to_thread(grid.read_bytes) if grid is not None and grid.is_file() else None
+        self._emit(JobEvent("finished", final, final.step, final.total_steps, sample_png=sample))
+
+    async def _register(self, handle: _Handle) -> None:
+        """Verify the worker's export and register it with the job's success, in one transaction."""
+        job = handle.job
+        async with self._lock:
+            if handle.cancel_requested:
+                await self._end(job, CANCELLED, handle.error or "cancelled")
+                return
+            handle.finalizing = True
+        final = self.style_dir(job.scope, job.name)
+        incoming = final.with_name(f".incoming-{job.id}")
+        try:
+            info = await asyncio.to_thread(_stage_export, handle.export_path, incoming)
+            if info.name != job.name:
+                raise StyleError(f"the export is named {info.name!r}, not {job.name!r}")
+        except (StyleError, OSError) as exc:
+            log.error("job %d: export did not verify: %s", job.id, exc)
+            await asyncio.to_thread(_remove_dir, incoming)
+            async with self._lock:
+                await self._end(job, FAILED, "the trained style could not be verified", error=str(exc))
+            return
+        async with self._lock:
+            if (job.scope, job.name) in self._styles:
+                await asyncio.to_thread(_remove_dir, incoming)
+                await self._end(job, FAILED, f"a style named '{job.name}' already exists here")
+                return
+            await asyncio.to_thread(_install_dir, incoming, final)
+            now = time.time()
+            try:
+                async with self._transaction() as db:
+                    await db.execute("INSERT INTO styles (scope, name, path, created_at, job_id, sha256)"
+                                     " VALUES (?, ?, ?, ?, ?, ?)",
+                                     (job.scope, job.name, str(final), now, job.id, info.generator_sha256))
+                    await db.execute("UPDATE jobs SET status = 'succeeded', step = ?, message = ?, error = NULL,"
+                                     " pid = NULL, updated_at = ? WHERE id = ?",
+                                     (job.total_steps, "style ready", now, job.id))
+            except BaseException:
+                await asyncio.to_thread(_remove_dir, final)
+                raise
+            self._styles[(job.scope, job.name)] = StyleRecord(job.scope, job.name, final, now, job.id,
+                                                              info.generator_sha256)
+        log.info("job %d succeeded: style %s/%s registered", job.id, job.scope, job.name)
+        await asyncio.to_thread(_remove_dir, job.job_dir)
+
+    async def _end(self, job: Job, status: str, message: str, error: str | None = None) -> None:
+        """Called under the lock: a final state other than success, and the job's files removed."""
+        await self._update(job.id, status=status, message=message, error=error, pid=None)
+        registered = (job.scope, job.name) in self._styles
+        await asyncio.to_thread(self._cleanup, job, registered)
+        log.info("job %d %s: %s", job.id, status, message)
+
+    def _cleanup(self, job: Job, registered: bool) -> None:
+        _remove_dir(job.job_dir)
+        final = self.style_dir(job.scope, job.name)
+        _remove_dir(final.with_name(f".incoming-{job.id}"))
+        if not registered:
+            _remove_dir(final)  # an install a crash kept from being registered
+
+    def _remove_strays(self, active: set[str]) -> None:
+        """At start: job folders of no active job, and half-installed styles."""
+        for folder in self.jobs_dir.iterdir():
+            if folder.is_dir() and _JOB_DIR.match(folder.name) and folder.name not in active:
+                log.info("removing leftover job folder %s", folder)
+                _remove_dir(folder)
+        for scope_dir in self.styles_root.glob("*/*"):
+            for folder in scope_dir.glob(".incoming-*"):
+                _remove_dir(folder)
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, event: JobEvent) -> None:
+        if self._events is not None and self._subscribers:
+            self._events.put_nowait(event)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _dispatch(self) -> None:
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            for callback in list(self._subscribers):
+                try:
+                    result = callback(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # noqa: BLE001 - one adapter's bug must not stop the others
+                    log.exception("job event callback %r failed", callback)
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _style_from_row(row: aiosqlite.Row) -> StyleRecord:
+    return StyleRecord(scope=row["scope"], name=row["name"], path=Path(row["path"]), created_at=row["created_at"],
+                       job_id=row["job_id"], sha256=row["sha256"])
+
+
+def _signal(proc: asyncio.subprocess.Process | None, sig: int) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    try:
+        if sig == signal.SIGKILL:
+            proc.kill()
+        elif sig == signal.SIGTERM:
+            proc.terminate()
+        else:
+            proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(rc: int | None) -> str:
+    if rc is None:
+        return "no exit status"
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def _log_tail(path: Path, lines: int = 20) -> str | None:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return "\n".join(text.splitlines()[-lines:])[-4000:] or None
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove a folder: renamed aside first, so a half-deleted folder never keeps its real name."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".trash-{path.name}-{secrets.token_hex(4)}")
+    try:
+        os.replace(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _stage_export(export: Path | None, incoming: Path):
+    """Move the worker's export next to its final place and verify it (hashes included)."""
+    if export is None or not export.is_dir():
+        raise StyleError("the worker reported no exported style")
+    incoming.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dir(incoming)
+    shutil.move(str(export), str(incoming))
+    return read_style(incoming)
+
+
+def _install_dir(incoming: Path, final: Path) -> None:
+    """Rename a verified style into place, replacing an unregistered leftover of the same name."""
+    _remove_dir(final)
+    os.replace(incoming, final)

@@ -1,0 +1,231 @@
+"""The worker process of a custom-style job: ``python -m training.worker JOB_DIR [--watch-stdin]``.
+
+``training.jobs.JobManager`` starts one per running job, so a crash in TensorFlow can never take
+the bot down. The job folder holds ``spec.json`` (written by the manager), ``data/`` (the ingested
+pictures), ``run/`` (a ``gan.trainer`` run directory: options, checkpoints, samples) and, at the
+end, ``export/<name>/`` (the style folder, verified and registered by the manager).
+
+The worker fine-tunes the default style (``spec["init_from"]``) with the few-shot settings in
+``spec["model_overrides"]``; if ``run/`` already has a checkpoint it resumes from it instead.
+
+Protocol: one JSON object per line on stdout, nothing else (everything else printed, by Python or
+TensorFlow, goes to stderr, which the manager keeps in ``worker.log``)::
+
+    {"event": "start", "step": 0, "total": 1500}
+    {"event": "progress", "step": 120, "total": 1500, "eta": 310.5, "metrics": {...}}
+    {"event": "sample", "step": 250, "path": ".../run/samples/step-000000250.png"}
+    {"event": "exporting"}
+    {"event": "exported", "path": ".../export/<name>"}
+    {"event": "error", "message": "one line"}
+
+Exit status: 0 when the style is exported, 3 when SIGTERM (or Ctrl-C) stopped it after saving a
+checkpoint, 1 on an error. With ``--watch-stdin`` the worker stops the same way when its stdin
+closes, i.e. when the bot that started it has died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = 3
+LOCK_WAIT_S = 120.0
+
+
+class WorkerError(Exception):
+    """A reason the job cannot run, reported to the chat as one line."""
+
+
+class Reporter:
+    """Writes the protocol's JSON lines; silent once the parent has gone away."""
+
+    def __init__(self, stream: IO[str], interval_s: float) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._first: tuple[float, int] | None = None
+
+    def send(self, event: str, **fields: Any) -> None:
+        try:
+            self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # broken pipe: the bot died; keep saving checkpoints anyway
+            pass
+
+    def progress(self, step: int, total: int, metrics: dict) -> None:
+        """Report a step, at most every ``interval_s`` seconds (always the last one), with an ETA."""
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, step)  # the first step includes tracing: the rate starts after it
+        if step < total and now - self._last < self.interval_s:
+            return
+        self._last = now
+        t0, s0 = self._first
+        eta = (total - step) * (now - t0) / (step - s0) if step > s0 else None
+        self.send("progress", step=step, total=total, eta=None if eta is None else round(eta, 1),
+                  metrics={k: round(float(v), 4) for k, v in metrics.items()})
+
+
+def _protocol_stream() -> IO[str]:
+    """A private copy of stdout for the protocol; fd 1 then points at stderr, so stray prints
+    (from Python or C++) cannot corrupt it."""
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return stream
+
+
+def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def _watch_stdin() -> None:
+    """Stop like SIGTERM when stdin reaches EOF: the process that started us has died."""
+    def watch() -> None:
+        fd = sys.stdin.fileno()
+        try:
+            while os.read(fd, 4096):  # unbuffered: no lock held when the interpreter exits
+                pass
+        except OSError:
+            pass
+        log.warning("parent process gone: stopping after a checkpoint")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def _lock(job_dir: Path, wait_s: float) -> IO[bytes] | None:
+    """Hold ``job_dir/worker.lock`` so that two workers never share a run directory (a worker of a
+    dead bot may still be saving its checkpoint). A no-op where ``fcntl`` does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fh = open(job_dir / "worker.lock", "wb")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                fh.close()
+                raise WorkerError("another worker is still running this job") from None
+            time.sleep(0.5)
+
+
+def bf16_is_fast() -> bool:
+    """bfloat16 pays off with a GPU or a CPU with AMX / AVX-512 BF16; elsewhere it is slower."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def train_options(spec: dict[str, Any]):
+    """The ``TrainOptions`` of a new fine-tuning run described by the job's spec."""
+    from gan.config import GANConfig, TrainOptions
+    from gan.styles import StyleError, read_style
+
+    try:
+        base = read_style(spec["init_from"], verify_hashes=False)  # the trainer verifies when loading
+    except StyleError as exc:
+        raise WorkerError(f"the default style cannot be fine-tuned: {exc}") from None
+    model = GANConfig.from_dict({**base.config.to_dict(), **spec.get("model_overrides", {})})
+    mixed = spec.get("mixed_precision")
+    steps = int(spec["steps"])
+    return TrainOptions(
+        data=spec["data_dir"], model=model, batch_size=int(spec["batch_size"]), steps=steps,
+        steps_per_epoch=max(1, min(int(spec["sample_every"]), steps)),
+        checkpoint_every=max(1, int(spec["checkpoint_every"])),
+        mixed_precision=bf16_is_fast() if mixed is None else bool(mixed),
+        init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)))
+
+
+def run(job_dir: Path, reporter: Reporter) -> int:
+    """Train (or resume) and export the job's style; returns the exit status."""
+    from gan import checkpoint as ckpt
+    from gan.styles import export_run
+    from gan.trainer import Trainer
+
+    spec = json.loads((job_dir / "spec.json").read_text())
+    run_dir = Path(spec["run_dir"])
+    resuming = (run_dir / "options.json").is_file()
+    options = None if resuming else train_options(spec)
+    trainer = Trainer(run_dir, options, progress_bar=False, on_progress=reporter.progress,
+                      on_epoch=lambda step, path: reporter.send("sample", step=step, path=str(path)))
+    latest = ckpt.latest_checkpoint(trainer.checkpoint_dir)
+    reporter.send("start", step=ckpt.checkpoint_step(latest) if latest else 0, total=trainer.options.steps)
+    status = trainer.run()
+    if status != "done":
+        log.info("stopped at step %d; the next run resumes from its checkpoint", trainer.step)
+        return INTERRUPTED
+    reporter.send("exporting")
+    n_images = len(list(Path(spec["data_dir"]).iterdir()))
+    folder = export_run(run_dir, spec["name"], spec["export_dir"], include_discriminator=False,
+                        description=f"custom style fine-tuned from the default style on {n_images} pictures")
+    reporter.send("exported", path=str(folder))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m training.worker JOB_DIR [--watch-stdin]``."""
+    parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (parent died)")
+    args = parser.parse_args(argv)
+    reporter = Reporter(_protocol_stream(), 0.0)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _interrupt)  # until the trainer installs its own, same behaviour
+    if args.watch_stdin:
+        _watch_stdin()
+    lock = None
+    try:
+        spec = json.loads((args.job_dir / "spec.json").read_text())
+        reporter.interval_s = float(spec.get("progress_interval_s", 5.0))
+        lock = _lock(args.job_dir, LOCK_WAIT_S)
+        return run(args.job_dir, reporter)
+    except KeyboardInterrupt:
+        log.info("interrupted before training started")
+        return INTERRUPTED
+    except WorkerError as exc:
+        log.error("%s", exc)
+        reporter.send("error", message=str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - report one line, keep the traceback in the log
+        log.exception("training failed")
+        reporter.send("error", message=_short_reason(exc))
+        return 1
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _short_reason(exc: Exception) -> str:
+    """One line for the chat: data problems are named, anything else is an internal error."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if isinstance(exc, (ValueError, FileNotFoundError)) and ("image" in text or "not found" in text):
+        return text
+    return f"internal error during training ({type(exc).__name__})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,23 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from bot import encode
 from bot.actions import Action
 from bot.batcher import MicroBatcher
 from bot.errors import ErrorKind, UserError
 from bot.limits import Cooldown, RateLimit
 from bot.registry import StyleRegistry
-from gan.imaging import gif_bytes
+from gan.imaging import avatar_png, gif_bytes, grid, png_bytes
 from gan.latents import MAX_SEED, latents_for_seeds, seed_for_name, slerp, variation_latents
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ KINDS = ("avatar", "variations", "upscale", "morph")
 VARIATIONS = 4  # faces shown by the Variations button
 VARIATION_STRENGTH = 0.4
 MAX_NAME = 100
+WORKER_NICE = 10  # render and encoder threads yield the CPU to the event loop thread
 _INT = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
@@ -208,8 +210,9 @@ class AvatarService:
         self.limits = limits or ServiceLimits()
         self._cooldown = Cooldown(self.limits.user_cooldown_s, clock)
         self._chat_limit = RateLimit(self.limits.chat_limit_per_minute, 60.0, clock)
-        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="render")
-        self._encode_pool = ThreadPoolExecutor(self.limits.encode_threads, thread_name_prefix="encode")
+        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="render", initializer=_background_priority)
+        self._encode_pool = ThreadPoolExecutor(self.limits.encode_threads, thread_name_prefix="encode",
+                                               initializer=_background_priority)
         self._batchers: dict[str, tuple[object, MicroBatcher]] = {}
         self._cache: OrderedDict[tuple, Reply] = OrderedDict()
         self._active: set[Job] = set()
@@ -364,6 +367,15 @@ class AvatarService:
         return reply
 
 
+def _background_priority() -> None:
+    """Drawing and encoding are batch work; the event loop thread is the latency-critical one. On
+    Linux a thread has its own nice value (threads TensorFlow starts from here inherit it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: run at normal priority
+        log.debug("worker thread priority unchanged: %s", exc)
+
+
 # -- option parsing -------------------------------------------------------------------------------
 
 def _seed(value: int | str) -> int:
@@ -431,6 +443,11 @@ def _fields(plan: Plan) -> list[tuple[str, str]]:
     return fields + [("Style", plan.style), ("Truncation", f"{plan.truncation:g}")]
 
 
+def _face_grid(images: np.ndarray, cell: int, metadata: dict) -> bytes:
+    """Several faces tiled two per row (one alone) as one PNG."""
+    return png_bytes(grid(images, cols=1 if len(images) == 1 else 2, cell=cell), metadata)
+
+
 def _build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
     meta = gen.metadata(plan.seed, plan.truncation)
     sha = gen.weights_sha256
@@ -443,8 +460,8 @@ def _build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
                       ("Truncation", f"{plan.truncation:g}")),
                      Command("morph", tuple(args + _common_args(plan))), weights_sha256=sha)
     if plan.kind == "variations":
-        data = encode.face_grid(images, plan.size // 2, {**meta, "variations": f"1-{VARIATIONS}",
-                                                         "variation_strength": VARIATION_STRENGTH})
+        data = _face_grid(images, plan.size // 2, {**meta, "variations": f"1-{VARIATIONS}",
+                                                   "variation_strength": VARIATION_STRENGTH})
         picks = tuple(Action("f", plan.seed, variation=i + 1, label_text=str(i + 1), **act)
                       for i in range(VARIATIONS))
         return Reply("variations", "photo", f"variations-{plan.seed}.png", data,
@@ -454,7 +471,7 @@ def _build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
                      actions=picks + (Action("r", plan.seed, **act),), weights_sha256=sha)
     if plan.count > 1:
         seeds = [(plan.seed + i) % MAX_SEED for i in range(plan.count)]
-        data = encode.face_grid(images, plan.size // 2, {**meta, "seeds": ",".join(map(str, seeds))})
+        data = _face_grid(images, plan.size // 2, {**meta, "seeds": ",".join(map(str, seeds))})
         picks = tuple(Action("f", s, label_text=str(i + 1), **act) for i, s in enumerate(seeds))
         return Reply("grid", "photo", f"avatars-{plan.seed}.png", data,
                      f"Seeds {seeds[0]} to {seeds[-1]}", tuple(_fields(plan)) + (("Count", str(plan.count)),),
@@ -465,7 +482,7 @@ def _build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
         meta["name"] = plan.name
     if plan.variation:
         meta.update(variation=plan.variation, variation_strength=VARIATION_STRENGTH)
-    data = encode.avatar(images[0], plan.size, meta)
+    data = avatar_png(images[0], plan.size, meta)
     suffix = f"-v{plan.variation}" if plan.variation else ""
     title = plan.name or f"Seed {plan.seed}"
     if plan.variation:

@@ -6,6 +6,7 @@ import io
 import logging
 import math
 import warnings
+import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -106,12 +107,17 @@ def grid(images: Sequence[np.ndarray] | np.ndarray, cols: int | None = None, pad
 
 
 def png_bytes(image: Image.Image, metadata: Mapping[str, object] | None = None) -> bytes:
-    """Encode as PNG with each metadata item in a text chunk named ``avatarbot:<key>``."""
+    """Encode as PNG with each metadata item in a text chunk named ``avatarbot:<key>``.
+
+    Run-length deflate (``Z_RLE``) makes files about as small as zlib's default strategy for smooth,
+    upscaled faces at a fraction of the CPU time: PNG encoding otherwise costs more than drawing the
+    face, and a bot pays it on every reply.
+    """
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_text(METADATA_PREFIX + key, str(value))
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info, optimize=False)
+    image.save(buf, format="PNG", pnginfo=info, compress_type=zlib.Z_RLE)
     return buf.getvalue()
 
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -152,7 +153,8 @@ async def test_trained_style_is_registered_only_in_its_scope_and_jobs_queue_with
     assert (first.id, "sample") in kinds and (third.id, "finished") in kinds
     finished = [e for e in events if e.job.id == first.id and e.final]
     assert len(finished) == 1 and finished[0].job.status == SUCCEEDED
-    assert finished[0].sample_png.startswith(b"\x89PNG") and finished[0].job.reply_to == {"channel": 5, "message": 9}
+    assert finished[0].sample_png.startswith(b"\x89PNG")
+    assert finished[0].job.reply_to == {"channel": 5, "message": 9}
     steps = [e.step for e in events if e.job.id == first.id and e.kind == "progress"]
     assert steps == sorted(steps) and steps[-1] == 12
 
@@ -279,6 +281,22 @@ async def test_worker_killed_with_sigkill_fails_the_job_cleanly(env, managers, u
     await manager.cancel("discord:1")
 
 
+async def test_a_worker_error_fails_the_job_with_its_reason_and_no_retry(env, managers, upload, tmp_path):
+    broken = tmp_path / "broken-default"
+    shutil.copytree(env.default, broken)
+    manager = await managers(JobManager(env.db, env.styles, broken, fast_settings(), reserved_names=["default"]))
+    with open(broken / "generator.weights.h5", "r+b") as fh:  # corrupted after the bot started
+        fh.seek(-64, os.SEEK_END)
+        fh.write(bytes(64))
+    job = await manager.submit("telegram:7", "ink", upload, steps=5)
+    failed = await manager.wait(job.id, WAIT_S)
+    assert failed.status == FAILED and failed.attempts == 1
+    assert "default style cannot be fine-tuned" in failed.message and str(broken) not in failed.message
+    assert "sha256" in failed.error  # the details, from the worker's log, for the operator
+    assert not job.job_dir.exists() and manager.resolve_style("telegram:7", "ink") is None
+    assert integrity(env.db) == "ok"
+
+
 MANAGER_SCRIPT = """
 import asyncio, json, sys
 from training.jobs import JobManager
@@ -296,9 +314,9 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def test_bot_restarts_mid_job_resume_from_checkpoints_and_register_once(env, managers, upload):
-    steps = 400
+    steps = 200
     # 1. A graceful stop mid-job: the worker saves a checkpoint, the job goes back to the queue.
-    manager = await managers(env.manager())
+    manager = await managers(env.manager(sample_every=100))
     events = []
     manager.subscribe(events.append)
     job = await manager.submit("discord:1", "ink", upload, steps=steps)

@@ -55,9 +55,10 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded"
 ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
-# Fine-tuning budget (see the README's "Custom styles" section for how it was chosen): 1500 steps of
-# 64 images is about 6-7 minutes at 250 images/s, the low end measured for the default style's
-# architecture on a 2-core CPU with bfloat16, which leaves room for start-up and export in 10 minutes.
+# Fine-tuning budget: 1500 steps of 64 images (96,000 images) take about 6.5 minutes at 250 images/s,
+# the low end expected for the default style's architecture with bfloat16 on an idle 2-core CPU
+# (150-190 images/s were measured while another training run shared the CPU); start-up, sample grids
+# and export add under a minute, which keeps a job within 10 minutes (``benchmarks/style.py``).
 DEFAULT_STEPS = 1500
 MAX_STEPS = 5000
 # Few-shot fine-tuning: DiffAugment on real and fake images keeps the discriminator from memorising a
@@ -256,9 +257,11 @@ EventCallback = Callable[[JobEvent], Awaitable[None] | None]
 
 
 def format_eta(seconds: float | None) -> str:
-    """``about 4 min left``, ``about 40 s left``, or ``""`` when unknown."""
+    """``about 4 min left``, ``about 40 s left``, ``almost done``, or ``""`` when unknown."""
     if seconds is None:
         return ""
+    if seconds < 3:
+        return "almost done"
     if seconds >= 90:
         return f"about {round(seconds / 60)} min left"
     return f"about {max(5, round(seconds / 5) * 5)} s left"
@@ -412,6 +415,9 @@ class JobManager:
         scope = check_scope(scope)
         name = self._check_name(name)
         steps = self._check_steps(steps)
+        if not (self.default_style_dir / "style.json").is_file():
+            log.error("cannot train custom styles: no style.json in %s", self.default_style_dir)
+            raise JobError("Custom styles are unavailable: the default style is not installed.")
         async with self._lock:
             await self._refuse_if_taken(scope, name)
         job_dir = self.jobs_dir / f"job-{time.time_ns():x}{secrets.token_hex(4)}"
@@ -462,7 +468,7 @@ class JobManager:
                 await self._end(job, CANCELLED, reason)
                 task = None
             elif handle.finalizing:
-                raise JobError(f"Too late to cancel: style '{job.name}' is being saved.")
+                raise JobError(f"Style '{job.name}' is finishing right now; try again in a moment.")
             else:
                 handle.cancel_requested = True
                 handle.error = reason
@@ -617,8 +623,9 @@ class JobManager:
     async def _refuse_if_taken(self, scope: str, name: str) -> None:
         active = await self._active_job(scope)
         if active is not None:
-            raise JobError(f"Style '{active.name}' is already {'training' if active.status == RUNNING else 'queued'}"
-                           " here; wait for it to finish or cancel it.", kind="busy")
+            doing = "training" if active.status == RUNNING else "queued"
+            raise JobError(f"Style '{active.name}' is already {doing} here; wait for it to finish or cancel it.",
+                           kind="busy")
         if (scope, name) in self._styles:
             raise JobError(f"A style named '{name}' already exists here; delete it first or choose another name.")
 
@@ -750,8 +757,13 @@ class JobManager:
             handle.error = handle.error or f"could not run the training process ({type(exc).__name__})"
         try:
             await self._finish(handle, rc)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - never leave a job "running" with no worker behind it
             log.exception("job %d: could not record its end", job.id)
+            try:
+                async with self._lock:
+                    await self._end(job, FAILED, "internal error while saving the result")
+            except Exception:  # noqa: BLE001 - the database itself is failing: start() recovers it
+                log.exception("job %d: could not mark it failed", job.id)
         finally:
             async with self._lock:
                 self._running.pop(job.id, None)
@@ -782,7 +794,8 @@ class JobManager:
         job.job_dir.mkdir(parents=True, exist_ok=True)
         spec_path = job.job_dir / "spec.json"
         spec_path.write_text(json.dumps(self._spec(job), indent=2))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         with open(job.job_dir / "worker.log", "ab") as log_file:
             proc = await asyncio.create_subprocess_exec(
                 self.settings.python, "-m", "training.worker", str(job.job_dir), "--watch-stdin",
@@ -851,7 +864,10 @@ class JobManager:
 
     async def _finish(self, handle: _Handle, rc: int | None) -> None:
         job = handle.job
-        if handle.cancel_requested:
+        async with self._lock:  # from here on, cancel() refuses: the outcome is being recorded
+            handle.finalizing = True
+            cancelled = handle.cancel_requested
+        if cancelled:
             async with self._lock:
                 await self._end(job, CANCELLED, handle.error or "cancelled")
         elif rc == 0 and handle.export_path is not None:
@@ -859,8 +875,8 @@ class JobManager:
         elif handle.stopping:
             async with self._lock:
                 # The bot chose to stop this worker: that start does not count as an attempt.
-                await self._update(job.id, status=QUEUED, attempts=max(0, job.attempts - 1), step=handle.step, pid=None,
-                                   message=f"paused at step {handle.step} by a bot restart; "
+                await self._update(job.id, status=QUEUED, attempts=max(0, job.attempts - 1), step=handle.step,
+                                   pid=None, message=f"paused at step {handle.step} by a bot restart; "
                                            "it resumes from its checkpoint")
             log.info("job %d paused at step %d", job.id, handle.step)
             requeued = await self._get_locked(job.id)
@@ -898,11 +914,6 @@ class JobManager:
     async def _register(self, handle: _Handle) -> None:
         """Verify the worker's export and register it with the job's success, in one transaction."""
         job = handle.job
-        async with self._lock:
-            if handle.cancel_requested:
-                await self._end(job, CANCELLED, handle.error or "cancelled")
-                return
-            handle.finalizing = True
         final = self.style_dir(job.scope, job.name)
         incoming = final.with_name(f".incoming-{job.id}")
         try:

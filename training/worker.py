@@ -143,9 +143,10 @@ def train_options(spec: dict[str, Any]):
     from gan.styles import StyleError, read_style
 
     try:
-        base = read_style(spec["init_from"], verify_hashes=False)  # the trainer verifies when loading
+        base = read_style(spec["init_from"])
     except StyleError as exc:
-        raise WorkerError(f"the default style cannot be fine-tuned: {exc}") from None
+        log.error("default style %s: %s", spec["init_from"], exc)
+        raise WorkerError("the default style cannot be fine-tuned: its files are missing or corrupt") from None
     model = GANConfig.from_dict({**base.config.to_dict(), **spec.get("model_overrides", {})})
     mixed = spec.get("mixed_precision")
     steps = int(spec["steps"])
@@ -204,27 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         lock = _lock(args.job_dir, LOCK_WAIT_S)
         return run(args.job_dir, reporter)
     except KeyboardInterrupt:
-        log.info("interrupted before training started")
+        log.info("interrupted: the next run resumes from the last checkpoint")
         return INTERRUPTED
     except WorkerError as exc:
         log.error("%s", exc)
         reporter.send("error", message=str(exc))
         return 1
-    except Exception as exc:  # noqa: BLE001 - report one line, keep the traceback in the log
+    except Exception as exc:  # noqa: BLE001 - one line for the chat, the traceback in the log
         log.exception("training failed")
-        reporter.send("error", message=_short_reason(exc))
+        reporter.send("error", message=f"internal error during training ({type(exc).__name__})")
         return 1
     finally:
         if lock is not None:
             lock.close()
-
-
-def _short_reason(exc: Exception) -> str:
-    """One line for the chat: data problems are named, anything else is an internal error."""
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    if isinstance(exc, (ValueError, FileNotFoundError)) and ("image" in text or "not found" in text):
-        return text
-    return f"internal error during training ({type(exc).__name__})"
 
 
 if __name__ == "__main__":

@@ -212,6 +212,7 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
             backup = folder.with_name(f".{name}-old")
             shutil.rmtree(backup, ignore_errors=True)
             os.replace(folder, backup)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a style folder is shared like any other
         os.replace(tmp, folder)
         if backup is not None:
             shutil.rmtree(backup, ignore_errors=True)
@@ -269,12 +270,28 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
         "mixed_precision": options.mixed_precision,
         "init_from": options.init_from,
         "wall_time_s": wall,
-        "hardware": f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores)".strip(),
+        "hardware": _hardware(),
         "checkpoint": latest.name,
     }
     return write_style(Path(weights_dir) / name, name, options.model, generator,
                        gan.discriminator if include_discriminator else None, training, metrics, description,
                        notes, comparison)
+
+
+def _hardware() -> str:
+    """The CPU model and core count (and GPUs, if TensorFlow sees any), for the model card."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{cpu}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
 def _wall_time(history: Path) -> float | None:

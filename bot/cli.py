@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("styles", help="list installed styles")
     s.add_argument("--weights-dir", default=None)
-    s.set_defaults(func=cmd_styles)
+    s.set_defaults(func=cmd_styles, uses_tensorflow=False)
 
     r = sub.add_parser("run", help="run the chat bot on every platform that has a token (see .env.example)")
     r.set_defaults(func=cmd_run)
@@ -239,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "weights_dir", "unset") is None:
         args.weights_dir = str(default_weights_dir())
+    if not args.verbose and getattr(args, "uses_tensorflow", True):
+        from gan.runtime import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
     try:
         return args.func(args)
     except CLIError as exc:

@@ -27,12 +27,13 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-import keras
+from typing import TYPE_CHECKING, Any, Iterator
 
 from gan.config import GANConfig
 from gan.model_card import write_model_card
+
+if TYPE_CHECKING:  # keras (and TensorFlow) load only when weights do: listing styles stays instant
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 @contextmanager
 def float32_policy() -> Iterator[None]:
     """Build layers in float32 whatever the global mixed-precision policy is."""
+    import keras
+
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:

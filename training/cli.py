@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--size", type=int, default=64)
     pr.add_argument("--min-side", type=int, default=32, help="drop images smaller than this")
     pr.add_argument("--face-cascade", help="OpenCV cascade XML: crop anime faces with it")
-    pr.set_defaults(func=cmd_prepare)
+    pr.set_defaults(func=cmd_prepare, uses_tensorflow=False)
 
     e = sub.add_parser("evaluate", help="FID and KID of a style or run against real images")
     e.add_argument("style", help="style folder (weights/<name>) or run directory")
@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose and getattr(args, "uses_tensorflow", True):
+        from gan.runtime import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
     try:
         return args.func(args)
     except CLIError as exc:

@@ -1,0 +1,28 @@
+"""Start TensorFlow without its start-up chatter on the terminal.
+
+TensorFlow's C++ runtime prints oneDNN, CUDA-probe and absl notices to file descriptor 2 while it is
+imported and while it first looks for devices; ``TF_CPP_MIN_LOG_LEVEL`` does not catch all of them.
+Command-line users should see only what concerns them, so the CLIs start TensorFlow through here.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices with fd 2 pointed at /dev/null (Python errors still
+    surface: only the C++ runtime's notices are dropped)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0)  # the first op initialises the runtime (and its last notices)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -3,6 +3,10 @@
 Tokens are ``SecretStr``: they print as ``**********`` in reprs, logs and errors. The settings at the
 end (``DISCORD_API_BASE``, ``DISCORD_GATEWAY_URL``, ``TELEGRAM_API_BASE``, ``TELEGRAM_FILE_BASE``)
 exist for testing against local fake servers; leave them unset in production.
+
+Custom styles (``STYLE_*``, ``DATABASE_PATH``, ``STYLES_DIR``, ``BOT_ADMIN_IDS``, ``FACE_CASCADE``) map onto
+``training.jobs.JobSettings`` through ``job_settings()``. The job database and the custom styles live in
+``./data`` (relative to the directory the bot runs in, where ``.env`` is) unless configured.
 """
 
 from __future__ import annotations
@@ -45,13 +49,29 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
 
+    # Custom styles trained in the chat (training.jobs).
+    database_path: Path = Path("data/avatarbot.db")
+    styles_dir: Path = Path("data/styles")
+    bot_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    style_train_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.DEFAULT_STEPS
+    style_max_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.MAX_STEPS
+    style_max_upload_mb: float = Field(default=25.0, gt=0, le=2000)
+    style_min_images: int = Field(default=20, ge=1)
+    face_cascade: Path | None = None
+    style_train_concurrency: int = Field(default=1, ge=1)
+    # Finer training knobs; None keeps training.jobs.JobSettings' default.
+    style_batch_size: int | None = Field(default=None, ge=1)
+    style_checkpoint_every: int | None = Field(default=None, ge=1)
+    style_sample_every: int | None = Field(default=None, ge=1)
+    style_progress_interval_s: float | None = Field(default=None, ge=0)
+
     # For tests against local fake servers only.
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
     telegram_api_base: str | None = None
     telegram_file_base: str | None = None
 
-    @field_validator("discord_guild_ids", mode="before")
+    @field_validator("discord_guild_ids", "bot_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
@@ -82,6 +102,27 @@ class Settings(BaseSettings):
         from bot.cli import default_weights_dir
 
         return default_weights_dir()
+
+    @property
+    def style_max_upload_bytes(self) -> int:
+        """``STYLE_MAX_UPLOAD_MB`` in bytes."""
+        return int(self.style_max_upload_mb * 1024 * 1024)
+
+    def job_settings(self):
+        """How custom-style jobs run (a ``training.jobs.JobSettings``); ``STYLE_TRAIN_STEPS`` is capped by
+        ``STYLE_MAX_STEPS``. Imported here: the jobs module loads TensorFlow's style code."""
+        from training.jobs import DEFAULT_STEPS, MAX_STEPS, JobSettings
+        from training.prepare import Limits
+
+        max_steps = self.style_max_steps or MAX_STEPS
+        knobs = {"batch_size": self.style_batch_size, "checkpoint_every": self.style_checkpoint_every,
+                 "sample_every": self.style_sample_every, "progress_interval_s": self.style_progress_interval_s}
+        return JobSettings(default_steps=min(self.style_train_steps or DEFAULT_STEPS, max_steps),
+                           max_steps=max_steps, max_concurrent=self.style_train_concurrency,
+                           min_images=self.style_min_images,
+                           limits=Limits(max_upload_bytes=self.style_max_upload_bytes),
+                           face_cascade=str(self.face_cascade) if self.face_cascade else None,
+                           **{k: v for k, v in knobs.items() if v is not None})
 
     def secrets(self) -> list[str]:
         """The secret values, for log redaction."""

@@ -3,6 +3,10 @@
 Every interaction is answered at once: a refusal as an ephemeral message, anything admitted with a
 deferred "thinking..." response that the picture replaces. Buttons carry their state in their
 custom id (``bot.actions``), so they keep working after a restart.
+
+``/style train|list|status|cancel|delete|default`` manage a server's custom styles (``bot.styles``):
+members with Manage Server only, checked here in code. A job's progress is one channel message,
+edited as it goes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from discord.ext import commands
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
 from bot.service import AvatarRequest, AvatarService, Command, Reply
+from bot.styles import StyleDesk
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,8 @@ HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same
 `/avatar count:4` a grid of neighbouring seeds; `style:` picks a style (`/styles` lists them)
 `truncation:` 0.05-1: lower gives more typical faces; `variation:` 1-4 picks a face from Variations
 `/morph from:42 to:Alice` an animated morph between two faces
+Server admins (Manage Server) train custom styles: `/style train name:ink zip:<a .zip of pictures>`,
+then `/style list`, `/style status`, `/style cancel`, `/style delete`, `/style default`
 Buttons: **Reroll** a new face, **Variations** four nearby faces, **Upscale** a 512 px file, **Morph** a GIF."""
 
 
@@ -72,8 +79,9 @@ def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
 class AvatarCog(commands.Cog):
     """/avatar, /morph, /styles, /help and the buttons under every picture."""
 
-    def __init__(self, service: AvatarService) -> None:
+    def __init__(self, service: AvatarService, desk: StyleDesk) -> None:
         self.service = service
+        self.desk = desk
 
     async def serve(self, interaction: discord.Interaction, request: AvatarRequest) -> None:
         """Admit (or refuse, ephemerally), defer, draw, reply; every failure is answered."""
@@ -139,10 +147,8 @@ class AvatarCog(commands.Cog):
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def styles(self, interaction: discord.Interaction) -> None:
-        infos = self.service.registry.infos("discord", _chat_id(interaction))
-        lines = [f"**{i.name}**" + (f": {i.meta['description']}" if i.meta.get("description") else "")
-                 for i in infos]
-        await interaction.response.send_message("\n".join(lines) or "No styles installed.", ephemeral=True)
+        await interaction.response.send_message(self.desk.list_text("discord", _chat_id(interaction), bold=True),
+                                                ephemeral=True)
 
     @app_commands.command(name="help", description="How to use the avatar bot")
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
@@ -168,19 +174,163 @@ class AvatarCog(commands.Cog):
                                                                 _chat_id(interaction)))
 
 
-class AvatarBot(commands.AutoShardedBot):
-    """The Discord client: gets the service in ``__init__``, loads the cog in ``setup_hook``."""
+def _sample_file(picture: bytes) -> discord.File:
+    return discord.File(io.BytesIO(picture), filename="samples.png")
 
-    def __init__(self, service: AvatarService, guild_ids: list[int] | None = None, sync_commands: bool = True,
-                 shard_count: int | None = None) -> None:
+
+class DiscordProgress:
+    """A job's progress as a channel message (``ProgressChannel``): an interaction token expires after
+    15 minutes, a channel message does not."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    def command_line(self, command: Command) -> str:
+        return command_line(command)
+
+    def _channel(self, target: dict) -> discord.PartialMessageable:
+        return self.bot.get_partial_messageable(int(target["channel"]))
+
+    async def post(self, target: dict, text: str) -> dict:
+        message = await self._channel(target).send(text)
+        return {**target, "message": message.id}
+
+    async def edit(self, target: dict, text: str, picture: bytes | None = None) -> None:
+        message = self._channel(target).get_partial_message(int(target["message"]))
+        if picture is None:
+            await message.edit(content=text)
+        else:
+            await message.edit(content=text, attachments=[_sample_file(picture)])
+
+    async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
+        if picture is None:
+            await self._channel(target).send(text)
+        else:
+            await self._channel(target).send(text, file=_sample_file(picture))
+
+
+@app_commands.default_permissions(manage_guild=True)  # a hint for the server; checked in code below
+class StyleCog(commands.GroupCog, group_name="style",
+               group_description="Custom styles trained from this server's pictures (Manage Server)"):
+    """/style train, list, status, cancel, delete, default."""
+
+    def __init__(self, desk: StyleDesk) -> None:
+        self.desk = desk
+        super().__init__()
+
+    @staticmethod
+    async def _refused(interaction: discord.Interaction) -> bool:
+        """Answer and return True unless the member may manage this server's styles."""
+        if interaction.guild_id is None:
+            message = "Custom styles belong to a server: use /style in a server where you have Manage Server."
+        elif not interaction.permissions.manage_guild:
+            message = "Sorry, only members with the Manage Server permission can manage this server's styles."
+        else:
+            return False
+        await interaction.response.send_message(message, ephemeral=True)
+        return True
+
+    async def _answer(self, interaction: discord.Interaction, coro, ephemeral: bool = True) -> None:
+        """Send the text ``coro`` returns, or its ``UserError``, ephemerally."""
+        try:
+            text = await coro
+        except UserError as exc:
+            text = str(exc)
+        await interaction.response.send_message(text, ephemeral=ephemeral)
+
+    @app_commands.command(name="train", description="Train a new style for this server from a zip of pictures")
+    @app_commands.rename(pictures="zip")
+    @app_commands.describe(
+        name="The new style's name: lowercase letters, digits and '-', up to 32 characters",
+        pictures="A .zip of pictures in the style (JPEG, PNG or WEBP; at least 20)",
+        steps="Training steps (optional; more is slower and closer to your pictures)",
+    )
+    async def train(self, interaction: discord.Interaction, name: str, pictures: discord.Attachment,
+                    steps: int | None = None) -> None:
+        if await self._refused(interaction):
+            return
+        try:
+            self.desk.check_upload_size(pictures.size)
+        except UserError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            upload = await pictures.read()
+            text = await self.desk.train("discord", str(interaction.guild_id), str(interaction.user.id), name,
+                                         upload, steps, {"channel": interaction.channel_id})
+        except UserError as exc:
+            text = str(exc)
+        except discord.HTTPException as exc:
+            log.warning("could not download attachment %s: %s", pictures.filename, exc)
+            text = "I could not download that file from Discord; please try again."
+        except Exception:
+            log.exception("/style train failed in server %s", interaction.guild_id)
+            text = APOLOGY
+        await interaction.edit_original_response(content=text)
+
+    @app_commands.command(name="list", description="This server's styles, built-in and custom")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        if not await self._refused(interaction):
+            await interaction.response.send_message(
+                self.desk.list_text("discord", str(interaction.guild_id), bold=True), ephemeral=True)
+
+    @app_commands.command(name="status", description="How this server's style training is going")
+    async def status(self, interaction: discord.Interaction) -> None:
+        if not await self._refused(interaction):
+            await self._answer(interaction, self.desk.status_text("discord", str(interaction.guild_id)))
+
+    @app_commands.command(name="cancel", description="Stop this server's style training")
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        if not await self._refused(interaction):
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            try:
+                text = await self.desk.cancel("discord", str(interaction.guild_id), str(interaction.user.id))
+            except UserError as exc:
+                text = str(exc)
+            await interaction.edit_original_response(content=text)
+
+    @app_commands.command(name="delete", description="Delete one of this server's custom styles")
+    @app_commands.describe(name="The custom style to delete")
+    async def delete(self, interaction: discord.Interaction, name: str) -> None:
+        if not await self._refused(interaction):
+            await self._answer(interaction, self.desk.delete("discord", str(interaction.guild_id), name))
+
+    @app_commands.command(name="default", description="The style /avatar uses here when none is given")
+    @app_commands.describe(name="A built-in or custom style")
+    async def default(self, interaction: discord.Interaction, name: str) -> None:
+        if not await self._refused(interaction):
+            await self._answer(interaction, self.desk.set_default("discord", str(interaction.guild_id), name),
+                               ephemeral=False)
+
+    @delete.autocomplete("name")
+    @default.autocomplete("name")
+    async def name_autocomplete(self, interaction: discord.Interaction,
+                                current: str) -> list[app_commands.Choice[str]]:
+        chat = str(interaction.guild_id or "")
+        names = self.desk.custom_names("discord", chat)
+        if interaction.command is not None and interaction.command.name == "default":
+            names = self.desk.registry.names("discord", chat)
+        return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n][:25]
+
+
+class AvatarBot(commands.AutoShardedBot):
+    """The Discord client: gets the service and the style desk in ``__init__``, loads the cogs in
+    ``setup_hook``."""
+
+    def __init__(self, service: AvatarService, desk: StyleDesk, guild_ids: list[int] | None = None,
+                 sync_commands: bool = True, shard_count: int | None = None) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True),
                          help_command=None, shard_count=shard_count)
         self.service = service
+        self.desk = desk
         self.guild_ids = guild_ids or []
         self.sync_commands = sync_commands
 
     async def setup_hook(self) -> None:
-        await self.add_cog(AvatarCog(self.service))
+        await self.add_cog(AvatarCog(self.service, self.desk))
+        await self.add_cog(StyleCog(self.desk))
+        self.desk.add_channel("discord", DiscordProgress(self))
         self.tree.on_error = self.on_app_command_error
         if not self.sync_commands:
             return
@@ -216,9 +366,9 @@ class DiscordPlatform:
 
     name = "discord"
 
-    def __init__(self, settings, service: AvatarService) -> None:
+    def __init__(self, settings, service: AvatarService, desk: StyleDesk) -> None:
         self.settings = settings
-        self.bot = AvatarBot(service, settings.discord_guild_ids, settings.discord_sync_commands,
+        self.bot = AvatarBot(service, desk, settings.discord_guild_ids, settings.discord_sync_commands,
                              settings.discord_shard_count)
 
     async def start(self) -> asyncio.Task:

@@ -1,7 +1,11 @@
 """``avatarbot run``: every platform that has a token, in one asyncio loop, around one service.
 
-SIGINT and SIGTERM: refuse new requests (politely), stop fetching Telegram updates, finish every
-reply in flight, close the connections, exit 0.
+Custom-style jobs (``training.jobs.JobManager``, its SQLite file at ``DATABASE_PATH``) start once the
+platforms can post progress: jobs a previous run left queued or running resume then.
+
+SIGINT and SIGTERM: refuse new requests (politely), stop fetching Telegram updates, let training
+workers save a checkpoint (their jobs resume on the next start), finish every reply in flight, close
+the connections, exit 0.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -41,7 +46,13 @@ async def serve(settings: Settings) -> int:
     from bot.looplag import LoopLagMonitor
     from bot.registry import StyleRegistry
     from bot.service import AvatarService, ServiceLimits
+    from bot.styles import StyleDesk
     from gan.styles import StyleError
+    from training.jobs import JobManager
+
+    # The tokens are in ``settings`` now; training workers inherit the environment and need none.
+    for name in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
+        os.environ.pop(name, None)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -54,6 +65,10 @@ async def serve(settings: Settings) -> int:
         log.error("the default style %r is not in %s (set DEFAULT_STYLE or WEIGHTS_DIR)", settings.default_style,
                   weights)
         return 2
+    jobs = JobManager(settings.database_path, settings.styles_dir, weights / settings.default_style,
+                      settings.job_settings(), reserved_names=registry.builtin_names)
+    registry.attach_jobs(jobs)
+    desk = StyleDesk(jobs, registry, settings.style_max_upload_bytes)
     service = AvatarService(registry, ServiceLimits.from_settings(settings))
     try:
         await service.start()
@@ -65,11 +80,11 @@ async def serve(settings: Settings) -> int:
     if settings.discord_token is not None:
         from bot.discord_bot import DiscordPlatform
 
-        platforms.append(DiscordPlatform(settings, service))
+        platforms.append(DiscordPlatform(settings, service, desk))
     if settings.telegram_token is not None:
         from bot.telegram_bot import TelegramPlatform
 
-        platforms.append(TelegramPlatform(settings, service))
+        platforms.append(TelegramPlatform(settings, service, desk))
 
     tasks: list[asyncio.Task] = []
     status = 0
@@ -79,6 +94,7 @@ async def serve(settings: Settings) -> int:
             task = await platform.start()
             if task is not None:
                 tasks.append(task)
+        await jobs.start()  # after the platforms: resumed jobs report progress at once
         # TensorFlow and the chat libraries leave ~400k long-lived objects: a full garbage collection
         # would scan them all (about 250 ms, a blocked loop). Move them out of the collector's sight.
         gc.collect()
@@ -97,7 +113,8 @@ async def serve(settings: Settings) -> int:
         service.stop_accepting()
         for platform in platforms:
             await _quietly(platform.stop_receiving(), f"{platform.name}: stop receiving")
-        await service.drain(settings.shutdown_timeout_s)
+        await asyncio.gather(service.drain(settings.shutdown_timeout_s),
+                             _quietly(jobs.stop(), "training jobs: stop"))
         await monitor.stop()
         for platform in platforms:
             await _quietly(platform.stop(), f"{platform.name}: close")

@@ -32,9 +32,10 @@ from bot.actions import Action
 from bot.batcher import MicroBatcher
 from bot.errors import ErrorKind, UserError
 from bot.limits import Cooldown, RateLimit
-from bot.registry import StyleRegistry
+from bot.registry import StyleRef, StyleRegistry
 from gan.imaging import avatar_png, gif_bytes, grid, png_bytes
 from gan.latents import MAX_SEED, latents_for_seeds, seed_for_name, slerp, variation_latents
+from gan.styles import StyleError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Plan:
-    """A validated request: exactly which faces to draw and how to deliver them."""
+    """A validated request: exactly which faces to draw and how to deliver them (``ref``: the resolved
+    style, whose folder and weights hash pick the generator)."""
 
     kind: str
     style: str
@@ -127,6 +129,7 @@ class Plan:
     target: int | None = None
     target_name: str | None = None
     frames: int = 0
+    ref: StyleRef | None = None
 
     @property
     def cost(self) -> int:
@@ -228,13 +231,13 @@ class AvatarService:
     async def start(self) -> None:
         """Load and warm up the default style off the event loop (raises ``StyleError``)."""
         loop = asyncio.get_running_loop()
-        style = self.registry.default
-        gen = await loop.run_in_executor(self._render_pool, self.registry.generator, style)
-        plan = Plan("avatar", style, 0, 1.0, self.limits.output_size, count=1)
+        ref = self.registry.resolve(None)
+        gen = await loop.run_in_executor(self._render_pool, self.registry.generator, ref)
+        plan = Plan("avatar", ref.name, 0, 1.0, self.limits.output_size, count=1, ref=ref)
         start = time.perf_counter()
         await loop.run_in_executor(self._render_pool, gen.render_latents, plan.latents(gen.latent_dim))
         self.seconds_per_face = max(self.seconds_per_face, time.perf_counter() - start)
-        log.info("avatar service ready: default style %r", style)
+        log.info("avatar service ready: default style %r", ref.name)
 
     def stop_accepting(self) -> None:
         """Refuse new requests politely from now on; admitted ones still finish."""
@@ -305,7 +308,8 @@ class AvatarService:
         lim = self.limits
         if request.kind not in KINDS:
             raise UserError.bad_input(f"Unknown request {request.kind!r}.")
-        style = self.registry.resolve(request.style, request.platform, request.chat_id)
+        ref = self.registry.resolve(request.style, request.platform, request.chat_id)
+        style = ref.name
         psi = _truncation(request.truncation)
         if request.kind == "morph":
             seed, name = _seed_or_name(request.seed, "from")
@@ -314,7 +318,7 @@ class AvatarService:
             else:
                 target, target_name = _seed_or_name(request.target, "to")
             return Plan("morph", style, seed, psi, min(lim.output_size, 256), name=name, target=target,
-                        target_name=target_name, frames=lim.morph_frames)
+                        target_name=target_name, frames=lim.morph_frames, ref=ref)
         if request.seed is not None and request.name is not None and str(request.name).strip():
             raise UserError.bad_input("Give a seed or a name, not both.")
         if request.name is not None and str(request.name).strip():
@@ -330,32 +334,48 @@ class AvatarService:
         if count > 1 and (variation or request.kind != "avatar"):
             raise UserError.bad_input("count works only for plain avatars (no variation).")
         if request.kind == "variations":
-            return Plan("variations", style, seed, psi, lim.output_size, name=name)
+            return Plan("variations", style, seed, psi, lim.output_size, name=name, ref=ref)
         size = lim.upscale_size if request.kind == "upscale" else lim.output_size
-        return Plan(request.kind, style, seed, psi, size, name=name, variation=variation, count=count)
+        return Plan(request.kind, style, seed, psi, size, name=name, variation=variation, count=count, ref=ref)
 
     # -- drawing ----------------------------------------------------------------------------------
 
-    def _batcher(self, style: str, gen) -> MicroBatcher:
-        entry = self._batchers.get(style)
+    def _batcher(self, key: str, gen) -> MicroBatcher:
+        entry = self._batchers.get(key)
         if entry is None or entry[0] is not gen:
+            # Generators the registry has let go of (deleted or least recently used styles) go too.
+            for stale in [k for k, (g, b) in self._batchers.items()
+                          if self.registry.loaded(k) is not g and not b.pending_faces]:
+                del self._batchers[stale]
             batcher = MicroBatcher(gen.render_latents, self._render_pool, self.limits.batch_window_ms / 1000,
                                    self.limits.max_batch)
-            self._batchers[style] = entry = (gen, batcher)
+            self._batchers[key] = entry = (gen, batcher)
         return entry[1]
+
+    async def _generator(self, ref: StyleRef):
+        """The style's generator, loaded in the render thread on first use."""
+        gen = self.registry.loaded(ref.key)
+        if gen is not None:
+            return gen
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._render_pool, self.registry.generator, ref)
+        except StyleError as exc:
+            if not ref.custom:
+                raise
+            log.warning("custom style %s could not be loaded: %s", ref.path, exc)
+            raise UserError.bad_input(f"Style {ref.name!r} is not available right now; "
+                                      "an admin may have deleted or be replacing it.") from None
 
     async def _run(self, plan: Plan) -> Reply:
         loop = asyncio.get_running_loop()
-        gen = self.registry.loaded(plan.style)
-        if gen is None:
-            gen = await loop.run_in_executor(self._render_pool, self.registry.generator, plan.style)
+        gen = await self._generator(plan.ref)
         key = (plan, gen.weights_sha256)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
         start = time.perf_counter()
-        images = await self._batcher(plan.style, gen).render(plan.latents(gen.latent_dim))
+        images = await self._batcher(plan.ref.key, gen).render(plan.latents(gen.latent_dim))
         reply = await loop.run_in_executor(self._encode_pool, _build_reply, plan, images, gen)
         per_face = (time.perf_counter() - start) / max(1, plan.cost)
         self.seconds_per_face = 0.9 * self.seconds_per_face + 0.1 * per_face

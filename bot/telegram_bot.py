@@ -4,22 +4,31 @@
 ``/styles``, ``/start``, ``/help``; in a private chat a bare number or name is enough, and in groups
 ``/avatar@botname`` works. Updates are handled concurrently; ``AIORateLimiter`` keeps within
 Telegram's flood limits.
+
+Custom styles (``bot.styles``): an admin sends a zip as a document captioned ``/train <name> [steps]``
+(or replies ``/train <name>`` to one); ``/style_status``, ``/style_cancel``, ``/style_delete <name>``,
+``/style_default <name>``. In groups the chat's administrators and owner may (getChatMember); in a
+private chat, the users in ``BOT_ADMIN_IDS``. A job's progress edits one message; sample grids come
+as photos.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
-from telegram import (BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ReplyParameters,
-                      Update)
-from telegram.constants import ChatAction
+from telegram import (BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message,
+                      ReplyParameters, Update)
+from telegram.constants import ChatAction, ChatType
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler,
                           CommandHandler, ContextTypes, MessageHandler, filters)
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
 from bot.service import AvatarRequest, AvatarService, Command, Reply, looks_like_seed
+from bot.styles import StyleDesk
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +42,24 @@ HELP = """Anime avatar faces from a GAN. The same seed always gives the same fac
 /morph 42 Alice - an animated morph between two faces
 In a private chat, just send a number or a name.
 
+Admins train custom styles for this chat: send a .zip of pictures as a file with the caption
+/train <name>, then /style_status, /style_cancel, /style_delete <name>, /style_default <name>.
+
 Buttons: Reroll a new face, Variations four nearby faces, Upscale a 512 px file, Morph a GIF."""
 
 COMMANDS = [
     BotCommand("avatar", "Draw a face: /avatar [seed or name] [style=] [count=] [truncation=]"),
     BotCommand("morph", "Animated morph between two faces: /morph 42 Alice"),
     BotCommand("styles", "The styles you can draw in"),
+    BotCommand("train", "Admins: send a .zip of pictures with the caption /train <name>"),
+    BotCommand("style_status", "Admins: how the style training is going"),
+    BotCommand("style_cancel", "Admins: stop the style training"),
+    BotCommand("style_delete", "Admins: delete a custom style: /style_delete <name>"),
+    BotCommand("style_default", "Admins: the style /avatar uses here: /style_default <name>"),
     BotCommand("help", "How to use this bot"),
 ]
+TRAIN_CAPTION = re.compile(r"^/train(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
+TRAIN_USAGE = "Send a .zip of pictures as a file with the caption /train <name> (or reply /train <name> to it)."
 OPTIONS = ("style", "count", "truncation", "variation", "name", "seed")
 CHAT_ACTION = {"photo": ChatAction.UPLOAD_PHOTO, "document": ChatAction.UPLOAD_DOCUMENT,
                "animation": ChatAction.UPLOAD_DOCUMENT}
@@ -91,11 +110,46 @@ def _keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(rows)
 
 
+class TelegramProgress:
+    """A job's progress as one message edited with editMessageText; sample grids as photos (``ProgressChannel``)."""
+
+    def __init__(self, bot) -> None:
+        self.bot = bot
+
+    def command_line(self, command: Command) -> str:
+        return command_line(command)
+
+    async def post(self, target: dict, text: str) -> dict:
+        reply = (ReplyParameters(int(target["reply_to"]), allow_sending_without_reply=True)
+                 if target.get("reply_to") else None)
+        message = await self.bot.send_message(int(target["chat"]), text, reply_parameters=reply)
+        return {**target, "message": message.message_id}
+
+    async def edit(self, target: dict, text: str, picture: bytes | None = None) -> None:
+        try:
+            await self.bot.edit_message_text(text, chat_id=int(target["chat"]), message_id=int(target["message"]))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+        if picture is not None:
+            await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"),
+                                      caption=text, reply_parameters=ReplyParameters(
+                                          int(target["message"]), allow_sending_without_reply=True))
+
+    async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
+        if picture is None:
+            await self.bot.send_message(int(target["chat"]), text)
+        else:
+            await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"), caption=text)
+
+
 class TelegramHandlers:
     """Small typed callbacks, one per command; registration happens in ``build_application``."""
 
-    def __init__(self, service: AvatarService) -> None:
+    def __init__(self, service: AvatarService, desk: StyleDesk, admin_ids: list[int]) -> None:
         self.service = service
+        self.desk = desk
+        self.admin_ids = frozenset(admin_ids)
 
     @staticmethod
     def _request(update: Update, **options) -> AvatarRequest:
@@ -105,9 +159,95 @@ class TelegramHandlers:
         await update.effective_message.reply_text(HELP)
 
     async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        infos = self.service.registry.infos("telegram", str(update.effective_chat.id))
-        lines = [i.name + (f": {i.meta['description']}" if i.meta.get("description") else "") for i in infos]
-        await update.effective_message.reply_text("\n".join(lines) or "No styles installed.")
+        await update.effective_message.reply_text(self.desk.list_text("telegram", str(update.effective_chat.id)))
+
+    # -- custom styles ----------------------------------------------------------------------------
+
+    async def _refused(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+        """Reply and return True unless the sender may manage this chat's styles."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat.type == ChatType.PRIVATE:
+            if user.id in self.admin_ids:
+                return False
+            message = ("Sorry, only the bot's owners can train styles in a private chat. In a group, "
+                       "its admins can.")
+        else:
+            member = await context.bot.get_chat_member(chat.id, user.id)
+            if member.status in (ChatMember.ADMINISTRATOR, ChatMember.OWNER):
+                return False
+            message = "Sorry, only this group's admins can manage its styles."
+        await update.effective_message.reply_text(message)
+        return True
+
+    async def _answer(self, update: Update, coro) -> None:
+        """Reply with the text ``coro`` returns, or its ``UserError``."""
+        try:
+            text = await coro
+        except UserError as exc:
+            text = str(exc)
+        await update.effective_message.reply_text(text)
+
+    async def train_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A document captioned ``/train <name> [steps]``."""
+        message = update.effective_message
+        match = TRAIN_CAPTION.match(message.caption or "")
+        if match.group(1) and match.group(1).lower() != (context.bot.username or "").lower():
+            return  # addressed to another bot
+        await self._train(update, context, message, (message.caption or "").split()[1:])
+
+    async def train(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/train <name> [steps]`` in reply to a document."""
+        message = update.effective_message
+        document_message = message.reply_to_message
+        if document_message is None or document_message.document is None:
+            await message.reply_text(TRAIN_USAGE)
+            return
+        await self._train(update, context, document_message, list(context.args or []))
+
+    async def _train(self, update: Update, context: ContextTypes.DEFAULT_TYPE, document_message: Message,
+                     words: list[str]) -> None:
+        message = update.effective_message
+        if not 1 <= len(words) <= 2 or (len(words) == 2 and not words[1].isdigit()):
+            await message.reply_text(TRAIN_USAGE)
+            return
+        if await self._refused(update, context):
+            return
+        document = document_message.document
+        chat_id = update.effective_chat.id
+        try:
+            self.desk.check_upload_size(document.file_size)
+            await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            upload = bytes(await (await document.get_file()).download_as_bytearray())
+            text = await self.desk.train("telegram", str(chat_id), str(update.effective_user.id), words[0], upload,
+                                         int(words[1]) if len(words) == 2 else None,
+                                         {"chat": chat_id, "reply_to": message.message_id})
+        except UserError as exc:
+            text = str(exc)
+        except TelegramError as exc:
+            log.warning("could not download document %s: %s", document.file_name, exc)
+            text = f"I could not download that file from Telegram ({exc.message}); please try again."
+        await message.reply_text(text)
+
+    async def style_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not await self._refused(update, context):
+            await self._answer(update, self.desk.status_text("telegram", str(update.effective_chat.id)))
+
+    async def style_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not await self._refused(update, context):
+            await self._answer(update, self.desk.cancel("telegram", str(update.effective_chat.id),
+                                                        str(update.effective_user.id)))
+
+    async def style_delete(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._named(update, context, "/style_delete <name>", self.desk.delete)
+
+    async def style_default(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._named(update, context, "/style_default <name>", self.desk.set_default)
+
+    async def _named(self, update: Update, context: ContextTypes.DEFAULT_TYPE, usage: str, action) -> None:
+        if len(context.args or []) != 1:
+            await update.effective_message.reply_text(f"Use {usage}.")
+        elif not await self._refused(update, context):
+            await self._answer(update, action("telegram", str(update.effective_chat.id), context.args[0]))
 
     async def avatar(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._serve_words(update, context, list(context.args or []))
@@ -200,7 +340,7 @@ class TelegramHandlers:
                 pass
 
 
-def build_application(settings, service: AvatarService) -> Application:
+def build_application(settings, service: AvatarService, desk: StyleDesk) -> Application:
     """The python-telegram-bot application with every handler registered."""
     builder = (ApplicationBuilder().token(settings.telegram_token.get_secret_value())
                .rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True))
@@ -209,11 +349,17 @@ def build_application(settings, service: AvatarService) -> Application:
     if settings.telegram_file_base:
         builder = builder.base_file_url(settings.telegram_file_base)
     app = builder.build()
-    h = TelegramHandlers(service)
+    h = TelegramHandlers(service, desk, settings.bot_admin_ids)
     app.add_handler(CommandHandler(["start", "help"], h.help))
     app.add_handler(CommandHandler("avatar", h.avatar))
     app.add_handler(CommandHandler("morph", h.morph))
     app.add_handler(CommandHandler("styles", h.styles))
+    app.add_handler(MessageHandler(filters.Document.ALL & filters.CaptionRegex(TRAIN_CAPTION), h.train_document))
+    app.add_handler(CommandHandler("train", h.train))
+    app.add_handler(CommandHandler("style_status", h.style_status))
+    app.add_handler(CommandHandler("style_cancel", h.style_cancel))
+    app.add_handler(CommandHandler("style_delete", h.style_delete))
+    app.add_handler(CommandHandler("style_default", h.style_default))
     app.add_handler(CallbackQueryHandler(h.button, pattern=is_action))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, h.text))
     app.add_error_handler(h.error)
@@ -225,11 +371,13 @@ class TelegramPlatform:
 
     name = "telegram"
 
-    def __init__(self, settings, service: AvatarService) -> None:
-        self.app = build_application(settings, service)
+    def __init__(self, settings, service: AvatarService, desk: StyleDesk) -> None:
+        self.app = build_application(settings, service, desk)
+        self.desk = desk
 
     async def start(self) -> asyncio.Task | None:
         await self.app.initialize()
+        self.desk.add_channel("telegram", TelegramProgress(self.app.bot))
         await self.app.bot.set_my_commands(COMMANDS)
         await self.app.updater.start_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
         await self.app.start()

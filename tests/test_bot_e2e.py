@@ -334,7 +334,7 @@ def test_help_styles_and_autocomplete(main_bot):
     commands = tg.calls_to("setMyCommands")[-1].params["commands"]
     assert all(name in commands for name in ('"avatar"', '"morph"', '"styles"', '"help"'))
     synced = {c["name"]: c for c in dc.commands["global"]}
-    assert set(synced) == {"avatar", "morph", "styles", "help"}
+    assert set(synced) == {"avatar", "morph", "styles", "help", "style"}
     assert all(o.get("description") for c in synced.values() for o in c.get("options", []))
 
 

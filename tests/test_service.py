@@ -69,7 +69,7 @@ async def test_a_face_is_the_same_alone_or_in_a_busy_batch(registry):
 async def test_requests_arriving_together_share_one_generator_call(registry):
     service = make_service(registry, cache_size=0, max_batch=64)
     await service.handle(req(seed=1))  # make the batcher exist
-    batcher = service._batchers["default"][1]
+    batcher = service._batchers[registry.resolve("default").key][1]
     calls = batcher.calls
     replies = await asyncio.gather(*[service.handle(req(user=f"u{i}", seed=100 + i)) for i in range(32)])
     assert len({r.data for r in replies}) == 32

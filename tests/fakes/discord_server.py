@@ -1,8 +1,9 @@
 """A fake Discord: the REST routes and the gateway websocket that discord.py uses, on 127.0.0.1.
 
 It checks the bot token, hands out READY, answers heartbeats, records command syncs, dispatches
-INTERACTION_CREATE events that tests build, and records every interaction callback and webhook
-message (JSON or multipart, with the attached files' bytes).
+INTERACTION_CREATE events that tests build (subcommands, attachment options resolved to files the
+fake's CDN serves, the member's permissions), and records every interaction callback, webhook
+message and channel message with its edits (JSON or multipart, with the attached files' bytes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from aiohttp import WSMsgType, web
 
 API = "/api/v10"
 EPHEMERAL = 1 << 6
+MEMBER_PERMISSIONS = 2248473465835073  # an ordinary member: no Manage Server
+MANAGE_GUILD = 1 << 5
 _ids = itertools.count(1_300_000_000_000_000_000)
 
 
@@ -65,6 +68,23 @@ class SentMessage:
     @property
     def ephemeral(self) -> bool:
         return bool((self.payload.get("flags") or 0) & EPHEMERAL)
+
+
+@dataclass
+class ChannelMessage:
+    """A message the bot posted in a channel, and every version of it (the first, then each edit)."""
+
+    id: str
+    channel_id: str
+    versions: list[SentMessage] = field(default_factory=list)
+
+    @property
+    def latest(self) -> SentMessage:
+        return self.versions[-1]
+
+    @property
+    def content(self) -> str:
+        return self.latest.content
 
 
 @dataclass
@@ -115,6 +135,9 @@ class FakeDiscord:
         self.unauthorized: list[str] = []
         self.unknown_routes: list[str] = []
         self.hold_replies = False  # while set, message uploads wait for release()
+        self.cdn: dict[str, bytes] = {}  # attachment path -> bytes, served under /cdn/
+        self.downloads: list[str] = []  # attachment paths the bot fetched
+        self.channel_messages: dict[str, ChannelMessage] = {}  # by message id, in posting order
         self._release: asyncio.Event | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
@@ -143,6 +166,9 @@ class FakeDiscord:
         r.add_patch(API + "/webhooks/{app}/{token}/messages/@original", self._edit_original)
         r.add_delete(API + "/webhooks/{app}/{token}/messages/@original", self._delete_original)
         r.add_post(API + "/webhooks/{app}/{token}", self._followup)
+        r.add_post(API + "/channels/{channel}/messages", self._channel_post)
+        r.add_patch(API + "/channels/{channel}/messages/{message}", self._channel_edit)
+        r.add_get("/cdn/{path:.*}", self._cdn)
         r.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -280,7 +306,8 @@ class FakeDiscord:
                         return cmd
         raise KeyError(f"command /{name} was not synced")
 
-    def _base_payload(self, itype: int, user_id: int, guild_id: int | None, channel_id: int | None) -> dict:
+    def _base_payload(self, itype: int, user_id: int, guild_id: int | None, channel_id: int | None,
+                      permissions: int = MEMBER_PERMISSIONS) -> dict:
         iid, token = snowflake(), f"itoken-{snowflake()}"
         channel_id = channel_id or (777 if guild_id else 9000 + int(user_id) % 1000)
         payload = {"id": iid, "application_id": self.app_id, "type": itype, "token": token, "version": 1,
@@ -293,7 +320,7 @@ class FakeDiscord:
                            channel={"id": str(channel_id), "type": 0, "guild_id": str(guild_id), "name": "general",
                                     "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None},
                            member={"user": user, "roles": [], "joined_at": "2024-01-01T00:00:00+00:00",
-                                   "deaf": False, "mute": False, "flags": 0, "permissions": "2248473465835073",
+                                   "deaf": False, "mute": False, "flags": 0, "permissions": str(permissions),
                                    "nick": None, "avatar": None, "pending": False})
         else:
             payload.update(user=user, context=1,
@@ -310,13 +337,36 @@ class FakeDiscord:
             out.append(opt)
         return out
 
+    def attachment(self, filename: str, data: bytes, size: int | None = None) -> dict:
+        """An uploaded file, served by the fake's CDN; pass it as an attachment option's value.
+        ``size`` is what Discord reports (the real size unless given)."""
+        ident = snowflake()
+        path = f"attachments/{ident}/{filename}"
+        self.cdn[path] = data
+        return {"id": ident, "filename": filename, "size": len(data) if size is None else size,
+                "url": f"{self.base}/cdn/{path}", "proxy_url": f"{self.base}/cdn/{path}",
+                "content_type": "application/zip"}
+
     def slash(self, name: str, options: dict[str, Any] | None = None, user_id: int = 1001,
-              guild_id: int | None = 555, channel_id: int | None = None) -> Interaction:
-        """Dispatch ``/name`` with ``options`` as ``user_id`` (in a server, or a DM when guild_id is None)."""
-        cmd = self._command(name, str(guild_id) if guild_id else None)
-        payload = self._base_payload(2, user_id, guild_id, channel_id)
-        payload["data"] = {"id": cmd["id"], "name": name, "type": 1,
-                           "options": self._options(cmd, options or {})}
+              guild_id: int | None = 555, channel_id: int | None = None,
+              permissions: int = MEMBER_PERMISSIONS) -> Interaction:
+        """Dispatch ``/name`` with ``options`` as ``user_id`` (in a server, or a DM when guild_id is None).
+        ``name`` may name a subcommand (``"style train"``); an option whose value comes from
+        ``attachment()`` is sent as an attachment, resolved in the payload."""
+        top, _, sub = name.partition(" ")
+        cmd = self._command(top, str(guild_id) if guild_id else None)
+        payload = self._base_payload(2, user_id, guild_id, channel_id, permissions)
+        options = dict(options or {})
+        attachments = {k: v for k, v in options.items() if isinstance(v, dict) and "url" in v}
+        options.update({k: v["id"] for k, v in attachments.items()})
+        if sub:
+            spec = next(o for o in cmd.get("options", []) if o["name"] == sub)
+            opts = [{"name": sub, "type": 1, "options": self._options(spec, options)}]
+        else:
+            opts = self._options(cmd, options)
+        payload["data"] = {"id": cmd["id"], "name": top, "type": 1, "options": opts}
+        if attachments:
+            payload["data"]["resolved"] = {"attachments": {a["id"]: a for a in attachments.values()}}
         if guild_id and "guild_id" in cmd:
             payload["data"]["guild_id"] = cmd["guild_id"]
         return self.dispatch(payload)
@@ -405,18 +455,23 @@ class FakeDiscord:
 
     def _message(self, record: Interaction, payload: dict, files: list[tuple[str, bytes]],
                  message_id: str | None = None) -> dict:
+        return self._message_object(record.payload["channel_id"], record.payload.get("guild_id"),
+                                    0 if record.payload["type"] != 2 else 20, payload, files, message_id)
+
+    def _message_object(self, channel_id: str, guild_id: str | None, mtype: int, payload: dict,
+                        files: list[tuple[str, bytes]], message_id: str | None = None) -> dict:
         attachments = [{"id": snowflake(), "filename": name, "size": len(data),
                         "url": f"{self.base}/attachments/{name}", "proxy_url": f"{self.base}/attachments/{name}",
                         "content_type": "image/png" if name.endswith(".png") else "image/gif"}
                        for name, data in files]
-        return {"id": message_id or snowflake(), "channel_id": record.payload["channel_id"],
+        return {"id": message_id or snowflake(), "channel_id": channel_id,
                 "author": {**self.bot_user}, "content": payload.get("content") or "",
                 "timestamp": "2024-01-01T00:00:00+00:00", "edited_timestamp": None, "tts": False,
                 "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": attachments,
-                "embeds": payload.get("embeds") or [], "pinned": False, "type": 0 if record.payload["type"] != 2 else 20,
+                "embeds": payload.get("embeds") or [], "pinned": False, "type": mtype,
                 "flags": payload.get("flags") or 0, "components": payload.get("components") or [],
                 "application_id": self.app_id, "webhook_id": self.app_id,
-                **({"guild_id": record.payload["guild_id"]} if "guild_id" in record.payload else {})}
+                **({"guild_id": guild_id} if guild_id else {})}
 
     async def _callback(self, request: web.Request) -> web.Response:
         record = self.interactions.get(request.match_info["id"])
@@ -466,3 +521,41 @@ class FakeDiscord:
 
     async def _delete_original(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
+
+    async def _channel_post(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        channel = request.match_info["channel"]
+        payload, files = await self._read_body(request)
+        message = self._message_object(channel, None, 0, payload, files)
+        with self.lock:
+            self.channel_messages[message["id"]] = ChannelMessage(
+                message["id"], channel, [SentMessage(payload, files, message, time.monotonic())])
+        return json_response(message)
+
+    async def _channel_edit(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        record = self.channel_messages.get(request.match_info["message"])
+        if record is None or record.channel_id != request.match_info["channel"]:
+            return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        payload, files = await self._read_body(request)
+        with self.lock:
+            previous = record.latest.payload
+            merged = {**previous, **payload}
+            message = self._message_object(record.channel_id, None, 0, merged, files, record.id)
+            record.versions.append(SentMessage(merged, files, message, time.monotonic()))
+        return json_response(message)
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        data = self.cdn.get(request.match_info["path"])
+        with self.lock:
+            self.downloads.append(request.match_info["path"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    def posts(self, channel_id: int | str) -> list[ChannelMessage]:
+        """The messages the bot posted in a channel, oldest first."""
+        with self.lock:
+            return [m for m in self.channel_messages.values() if m.channel_id == str(channel_id)]

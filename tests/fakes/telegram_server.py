@@ -1,7 +1,8 @@
 """A fake Telegram Bot API on 127.0.0.1, for python-telegram-bot pointed at it with ``base_url``.
 
 It checks the token in the URL, serves queued updates to long-polling ``getUpdates``, and records
-every method call the bot makes, with uploaded files' bytes.
+every method call the bot makes, with uploaded files' bytes. Users can send documents (served by
+``getFile`` and the file download URL), and ``getChatMember`` answers from the chats' admins.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class FakeTelegram:
         self.confirmed_below = 0  # the bot confirmed every update with a smaller id (getUpdates offset)
         self.unauthorized = 0
         self.hold_chats: set[str] = set()  # sends to these chats wait for release()
+        self.files: dict[str, bytes] = {}  # file_id -> bytes users uploaded
+        self.admins: dict[int, dict[int, str]] = {}  # chat id -> {user id: "administrator" | "creator"}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -78,6 +81,7 @@ class FakeTelegram:
         self._release = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -127,6 +131,40 @@ class FakeTelegram:
     def send_text(self, text: str, user_id: int, chat_id: int | None = None) -> int:
         """A user writes ``text`` (a private chat with the user unless ``chat_id`` is given)."""
         return self._push(self.message_update(text, user_id, chat_id))
+
+    def send_document(self, filename: str, data: bytes, user_id: int, chat_id: int | None = None,
+                      caption: str | None = None, file_size: int | None = None) -> int:
+        """A user sends a file (``file_size``: what Telegram reports, the real size unless given)."""
+        chat_id = user_id if chat_id is None else chat_id
+        file_id = f"doc-{next(self._message_ids)}"
+        with self.lock:
+            self.files[file_id] = data
+        message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self.chat(chat_id),
+                   "from": self.user(user_id),
+                   "document": {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_name": filename,
+                                "mime_type": "application/zip",
+                                "file_size": len(data) if file_size is None else file_size}}
+        if caption:
+            message["caption"] = caption
+            if caption.startswith("/"):
+                message["caption_entities"] = [{"type": "bot_command", "offset": 0,
+                                                "length": len(caption.split()[0])}]
+        self._push({"message": message})
+        return message["message_id"]
+
+    def reply_text(self, text: str, user_id: int, chat_id: int, reply_to_message_id: int) -> int:
+        """A user replies ``text`` to an earlier user message (by its id)."""
+        update = self.message_update(text, user_id, chat_id)
+        with self.lock:
+            original = next(u["message"] for u in self.all_updates
+                            if "message" in u and u["message"]["message_id"] == reply_to_message_id)
+        update["message"]["reply_to_message"] = original
+        return self._push(update)
+
+    def set_admin(self, chat_id: int, user_id: int, status: str = "administrator") -> None:
+        """Make ``user_id`` an administrator (or the "creator") of a group chat."""
+        with self.lock:
+            self.admins.setdefault(chat_id, {})[user_id] = status
 
     def send_many(self, updates: list[dict]) -> list[int]:
         """Queue many updates at once (a burst)."""
@@ -215,6 +253,17 @@ class FakeTelegram:
             self.calls.append(call)
         return web.json_response({"ok": True, "result": call.result})
 
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        file_id = path.removeprefix("documents/").removesuffix(".zip")
+        with self.lock:
+            data = self.files.get(file_id)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
     async def _get_updates(self, params: dict) -> list[dict]:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
@@ -247,7 +296,26 @@ class FakeTelegram:
             calls = self.calls_to("setMyCommands")
             return json.loads(calls[-1].params["commands"]) if calls else []
         if method == "getChatMember":
-            return {"status": "member", "user": self.user(int(params.get("user_id", 1)))}
+            user_id = int(params.get("user_id", 1))
+            with self.lock:
+                status = self.admins.get(int(params.get("chat_id", 0)), {}).get(user_id, "member")
+            member = {"status": status, "user": self.user(user_id)}
+            if status == "creator":
+                member["is_anonymous"] = False
+            elif status == "administrator":
+                member.update({k: True for k in (
+                    "can_be_edited", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+                    "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+                    "can_post_stories", "can_edit_stories", "can_delete_stories")}, is_anonymous=False)
+            return member
+        if method == "getFile":
+            file_id = str(params.get("file_id"))
+            with self.lock:
+                data = self.files.get(file_id)
+            if data is None:
+                return None
+            return {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_size": len(data),
+                    "file_path": f"documents/{file_id}.zip"}
         if method in SEND_METHODS or method.startswith("editMessage"):
             chat_id = int(params.get("chat_id") or 0)
             message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self.chat(chat_id),

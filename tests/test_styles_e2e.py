@@ -1,0 +1,266 @@
+"""Custom styles end to end: ``avatarbot run`` in its own process, real discord.py and
+python-telegram-bot against the fake servers, real training workers on a tiny default style."""
+
+from __future__ import annotations
+
+import io
+import re
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gan.imaging import read_png_metadata
+from tests.conftest import make_image_folder
+from tests.fakes.discord_server import MANAGE_GUILD, ChannelMessage, FakeDiscord
+from tests.fakes.harness import BotProcess
+from tests.fakes.loop_thread import wait_until
+from tests.fakes.styles import make_tiny_styles
+from tests.fakes.telegram_server import Call
+from tests.test_bot_e2e import Servers, answer, is_ephemeral, new_user, picture, text_of, tg_reply
+
+GUILD, OTHER_GUILD = 555, 556
+JOB_WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
+ADMIN = MANAGE_GUILD | 2248473465835073
+FAST = dict(style_train_steps=4, style_batch_size=4, style_checkpoint_every=5, style_sample_every=2,
+            style_progress_interval_s=0)
+
+
+def zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"pics/{path.name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return make_tiny_styles(tmp_path_factory.mktemp("weights"), ("default",))
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("uploads")
+    good = make_image_folder(root / "good", 40, seed=7)
+    few = make_image_folder(root / "few", 5, seed=3)
+    return {"good": zip_of(good),
+            "few": zip_of(few),
+            "slip": zip_of(few, {"../../escaped.png": (good / "0000.jpg").read_bytes()})}
+
+
+TG_OWNER = 4242
+
+
+@pytest.fixture(scope="module")
+def style_bot(weights, tmp_path_factory):
+    servers = Servers()
+    workdir = tmp_path_factory.mktemp("style-bot")
+    bot = BotProcess(workdir, weights, servers.discord, servers.telegram, bot_admin_ids=TG_OWNER, **FAST)
+    try:
+        bot.wait_ready()
+        yield bot, servers.discord, servers.telegram, workdir
+    finally:
+        code = bot.stop()
+        servers.close()
+    assert code == 0, bot.output[-3000:]
+    assert "Traceback" not in bot.output, "every failure was expected and answered, none crashed"
+    assert integrity(workdir / "data" / "avatarbot.db") == "ok"
+    assert not list(workdir.rglob("escaped.png")), "nothing is written outside a job's folder"
+
+
+def posts_with(dc: FakeDiscord, channel: int, pattern: str) -> list[ChannelMessage]:
+    return [m for m in dc.posts(channel) if re.search(pattern, m.content)]
+
+
+def discord_train(dc: FakeDiscord, name: str, data: bytes, channel: int, guild: int = GUILD, **options):
+    return dc.slash("style train", {"name": name, "zip": dc.attachment(f"{name}.zip", data), **options},
+                    user_id=new_user(), guild_id=guild, channel_id=channel, permissions=ADMIN)
+
+
+# -- Discord ------------------------------------------------------------------------------------------
+
+def test_discord_admin_trains_a_style_that_only_their_server_sees(style_bot, uploads):
+    bot, dc, tg, workdir = style_bot
+    channel = 7001
+
+    # Who may: Manage Server only, and only in a server; checked in code, refused politely.
+    member = dc.slash("style train", {"name": "ink", "zip": dc.attachment("ink.zip", uploads["good"])},
+                      user_id=new_user(), channel_id=channel)
+    ans = answer(member)
+    assert is_ephemeral(ans) and "Manage Server" in text_of(ans)
+    dm = answer(dc.slash("style list", {}, user_id=new_user(), guild_id=None, permissions=ADMIN))
+    assert is_ephemeral(dm) and "belong to a server" in text_of(dm)
+
+    # Refused uploads: too big (before downloading it), a zip-slip entry; each with its reason.
+    big = dc.attachment("big.zip", uploads["good"], size=30 * 2**20)
+    ans = answer(dc.slash("style train", {"name": "ink", "zip": big}, user_id=new_user(), channel_id=channel,
+                          permissions=ADMIN))
+    assert is_ephemeral(ans) and "at most 25 MB" in text_of(ans)
+    assert not [p for p in dc.downloads if big["id"] in p], "a file known to be too big is not downloaded"
+    slip = discord_train(dc, "ink", uploads["slip"], channel)
+    assert "Upload refused" in text_of(answer(slip)) and "unsafe path" in text_of(answer(slip))
+
+    # An admin trains "ink": the summary, then one progress message edited as it goes, then the result.
+    train = discord_train(dc, "ink", uploads["good"], channel)
+    ans = answer(train)
+    assert train.callbacks[0]["type"] == 5 and train.acknowledged_after < 3.0  # deferred at once
+    assert re.search(r"Training style 'ink' \(4 steps\) from your upload: kept 40 images\.", text_of(ans))
+    ready = wait_until(lambda: posts_with(dc, channel, r"Style 'ink' is ready: try"), JOB_WAIT_S, "the style")
+    assert ready[0].content == "Style 'ink' is ready: try /avatar style:ink here."
+    assert ready[0].latest.files and read_png_metadata(ready[0].latest.files[0][1]) is not None
+    progress = dc.posts(channel)[0]
+    assert progress is not ready[0] and len(dc.posts(channel)) == 2, [m.content for m in dc.posts(channel)]
+    texts = [v.content for v in progress.versions]
+    assert any(re.search(r"Training 'ink' \[[#-]{12}\] \d+% - step \d/4", t) for t in texts), texts
+    assert texts[-1] == "Style 'ink' is ready."
+    assert any(v.files and v.files[0][0] == "samples.png" for v in progress.versions), "a sample grid"
+
+    # The style draws in this server, and nowhere else.
+    ans = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user()))
+    meta = read_png_metadata(picture(ans)[1])
+    assert meta["style"] == "ink" and "`/avatar seed:42 style:ink`" in text_of(ans)
+    default_sha = read_png_metadata(picture(answer(dc.slash("avatar", {"seed": "42"}, user_id=new_user())))[1])
+    assert meta["weights_sha256"] != default_sha["weights_sha256"]
+    other = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user(), guild_id=OTHER_GUILD))
+    assert is_ephemeral(other) and "Unknown style 'ink'. Available styles: default." in text_of(other)
+
+    # The server's list, status and default style.
+    listed = text_of(answer(dc.slash("style list", {}, user_id=new_user(), permissions=ADMIN)))
+    assert "**default** (default)" in listed and "**ink** (custom)" in listed
+    status = text_of(answer(dc.slash("style status", {}, user_id=new_user(), permissions=ADMIN)))
+    assert status == "Style 'ink' is ready."
+    ans = answer(dc.slash("style default", {"name": "ink"}, user_id=new_user(), permissions=ADMIN))
+    assert "'ink' is now the default style here." in text_of(ans)
+    plain = answer(dc.slash("avatar", {"seed": "7"}, user_id=new_user()))
+    assert read_png_metadata(picture(plain)[1])["style"] == "ink"
+    elsewhere = answer(dc.slash("avatar", {"seed": "7"}, user_id=new_user(), guild_id=OTHER_GUILD))
+    assert read_png_metadata(picture(elsewhere)[1])["style"] == "default"
+
+    # Names are unique per server; built-in names are reserved; delete frees the name.
+    again = text_of(answer(discord_train(dc, "ink", uploads["good"], channel)))
+    assert "A style named 'ink' already exists here" in again
+    builtin = text_of(answer(discord_train(dc, "default", uploads["good"], channel)))
+    assert "built-in style" in builtin
+    ans = answer(dc.slash("style delete", {"name": "ink"}, user_id=new_user(), permissions=ADMIN))
+    assert text_of(ans) == "Style 'ink' deleted."
+    gone = answer(dc.slash("avatar", {"seed": "7", "style": "ink"}, user_id=new_user()))
+    assert "Unknown style 'ink'" in text_of(gone)
+    assert read_png_metadata(picture(answer(dc.slash("avatar", {"seed": "7"}, user_id=new_user())))[1])[
+        "style"] == "default"
+    synced = {c["name"]: c for c in dc.commands["global"]}
+    subcommands = {o["name"]: o for o in synced["style"]["options"]}
+    assert set(subcommands) == {"train", "list", "status", "cancel", "delete", "default"}
+    assert all(o.get("description") for s in subcommands.values() for o in s.get("options", []))
+
+
+# -- Telegram -----------------------------------------------------------------------------------------
+
+def test_telegram_group_admin_trains_a_style_for_that_chat(style_bot, uploads):
+    bot, dc, tg, workdir = style_bot
+    group, other_group = -1_000_777, -1_000_778
+    admin, member = new_user(), new_user()
+    tg.set_admin(group, admin)
+
+    # Who may: the group's admins (getChatMember), in a private chat the bot's owners.
+    tg.send_document("ink.zip", uploads["good"], member, chat_id=group, caption="/train ink")
+    assert "only this group's admins" in tg_reply(tg, group).text
+    stranger = new_user()
+    tg.send_document("ink.zip", uploads["good"], stranger, caption="/train ink")
+    assert "only the bot's owners" in tg_reply(tg, stranger).text
+    owner_chat = len(tg.sent(TG_OWNER))
+    tg.send_document("few.zip", uploads["few"], TG_OWNER, caption="/train ink")
+    refused = tg_reply(tg, TG_OWNER, owner_chat).text
+    assert "Upload refused" in refused and "only 5 usable images; at least 20" in refused
+
+    # The admin replies /train to a zip sent earlier.
+    before = len(tg.sent(group))
+    document = tg.send_document("ink.zip", uploads["good"], admin, chat_id=group)
+    tg.reply_text("/train ink", admin, group, document)
+    started = wait_until(lambda: [c for c in tg.sent(group)[before:] if c.text.startswith("Training style")],
+                         60, "the summary")
+    assert re.search(r"Training style 'ink' \(4 steps\) from your upload: kept 40 images\.", started[0].text)
+
+    def final() -> list[Call]:
+        return [c for c in tg.sent(group) if c.method == "sendPhoto" and "is ready" in c.text]
+
+    ready = wait_until(final, JOB_WAIT_S, "the style")
+    assert ready[0].text == "Style 'ink' is ready: try /avatar style=ink here."
+    edits = [c for c in tg.calls_to("editMessageText") if c.chat_id == str(group)]
+    assert len({c.params["message_id"] for c in edits}) == 1, "one progress message, edited"
+    assert any(re.search(r"Training 'ink' \[[#-]{12}\] \d+% - step \d/4", c.text) for c in edits)
+    assert edits[-1].text == "Style 'ink' is ready."
+    samples = [c for c in tg.sent(group) if c.method == "sendPhoto" and c.file[0] == "samples.png"]
+    assert len(samples) >= 2  # a sample grid now and then, and the style's grid
+
+    before = len(tg.sent(group))
+    tg.send_text("/avatar 42 style=ink", new_user(), chat_id=group)
+    call = tg_reply(tg, group, before)
+    assert call.method == "sendPhoto" and read_png_metadata(call.file[1])["style"] == "ink"
+    tg.send_text("/avatar 42 style=ink", new_user(), chat_id=other_group)
+    assert "Unknown style 'ink'" in tg_reply(tg, other_group).text
+    before = len(tg.sent(group))
+    tg.send_text("/styles", member, chat_id=group)
+    assert "ink (custom)" in tg_reply(tg, group, before).text
+    before = len(tg.sent(group))
+    tg.send_text("/style_delete ink", member, chat_id=group)
+    assert "only this group's admins" in tg_reply(tg, group, before).text
+    commands = tg.calls_to("setMyCommands")[-1].params["commands"]
+    assert all(f'"{c}"' in commands for c in ("train", "style_status", "style_cancel", "style_delete",
+                                               "style_default"))
+
+
+# -- restarts -----------------------------------------------------------------------------------------
+
+def test_a_job_survives_a_bot_restart_and_registers_once(weights, uploads, tmp_path):
+    servers = Servers()
+    dc = servers.discord
+    channel = 7002
+    settings = dict(FAST, style_checkpoint_every=10, style_sample_every=1000, database_path=tmp_path / "db" / "a.db",
+                    styles_dir=tmp_path / "styles")
+    bot = BotProcess(tmp_path / "first", weights, dc, None, **settings).wait_ready()
+    try:
+        train = discord_train(dc, "sea", uploads["good"], channel, steps=300)
+        assert "(300 steps)" in text_of(answer(train))
+
+        def mid_job() -> bool:
+            posts = dc.posts(channel)
+            return bool(posts) and bool(re.search(r"step (1\d|[2-9]\d)/300", posts[0].content))
+
+        wait_until(mid_job, JOB_WAIT_S, "the job to pass step 10")
+        assert bot.stop() == 0, bot.output[-3000:]
+        assert "paused at step" in bot.output
+        edited_before = len(dc.posts(channel)[0].versions)
+        assert rows(settings["database_path"], "SELECT status FROM jobs") == [("queued",)]
+        assert integrity(settings["database_path"]) == "ok"
+
+        bot = BotProcess(tmp_path / "second", weights, dc, None, **settings).wait_ready()
+        ready = wait_until(lambda: posts_with(dc, channel, r"Style 'sea' is ready: try"), JOB_WAIT_S, "the style")
+        assert len(dc.posts(channel)) == 2, "the restarted bot edits the same progress message"
+        steps = [int(m.group(1)) for v in dc.posts(channel)[0].versions[edited_before:]
+                 if (m := re.search(r"step (\d+)/300", v.content))]
+        assert steps and steps[0] >= 10, f"resumed from its checkpoint, not from the start: {steps[:5]}"
+        assert ready[0].content == "Style 'sea' is ready: try /avatar style:sea here."
+        ans = answer(dc.slash("avatar", {"seed": "1", "style": "sea"}, user_id=new_user()))
+        assert read_png_metadata(picture(ans)[1])["style"] == "sea"
+    finally:
+        code = bot.stop()
+        servers.close()
+    assert code == 0 and "Traceback" not in bot.output
+    db = settings["database_path"]
+    assert rows(db, "SELECT scope, name FROM styles") == [(f"discord:{GUILD}", "sea")]
+    assert rows(db, "SELECT status FROM jobs") == [("succeeded",)]
+    assert integrity(db) == "ok"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sqlite3
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,6 +57,23 @@ def make_image_folder(folder: Path, n: int, seed: int = 0, size: int = 64) -> Pa
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
         Image.fromarray(img.astype(np.uint8)).save(folder / f"{i:04d}.jpg", quality=95)
     return folder
+
+
+def zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    """A zip (in memory) of every file in ``folder`` under ``pics/``, plus ``extra`` raw entries."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"pics/{path.name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def integrity(db: Path) -> str:
+    """SQLite's own consistency check of a database file ("ok" when sound)."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 @pytest.fixture(scope="session")

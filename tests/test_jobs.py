@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, make_image_folder
+from tests.conftest import integrity, zip_of, REPO, make_image_folder
 from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
 
 WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
@@ -27,21 +27,6 @@ def fast_settings(**overrides) -> JobSettings:
                 mixed_precision=False, stop_timeout_s=60.0)
     base.update(overrides)
     return JobSettings(**base)
-
-
-def zip_bytes(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(folder.iterdir()):
-            zf.write(path, f"pics/{path.name}")
-        for name, data in (extra or {}).items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def integrity(db: Path) -> str:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 def rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -56,7 +41,7 @@ def files_under(root: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def upload(tmp_path_factory) -> bytes:
     """A zip of 40 small distinct pictures."""
-    return zip_bytes(make_image_folder(tmp_path_factory.mktemp("upload"), 40, seed=7))
+    return zip_of(make_image_folder(tmp_path_factory.mktemp("upload"), 40, seed=7))
 
 
 @pytest.fixture
@@ -224,9 +209,9 @@ async def test_bad_uploads_are_refused_with_their_reason_and_write_nothing(env, 
     data = {
         "not a zip": b"PK\x03\x04 this is not really a zip archive",
         "zip bomb": _zip_bomb() if case == "zip bomb" else b"",
-        "zip slip": zip_bytes(few, {"../../escaped.png": (few / "0000.jpg").read_bytes(),
+        "zip slip": zip_of(few, {"../../escaped.png": (few / "0000.jpg").read_bytes(),
                                     "/abs/escaped.png": (few / "0001.jpg").read_bytes()}),
-        "too few": zip_bytes(few),
+        "too few": zip_of(few),
         "empty": _empty_zip(),
     }[case]
     before = files_under(env.root)

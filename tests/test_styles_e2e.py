@@ -3,16 +3,14 @@ python-telegram-bot against the fake servers, real training workers on a tiny de
 
 from __future__ import annotations
 
-import io
 import re
 import sqlite3
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from gan.imaging import read_png_metadata
-from tests.conftest import make_image_folder
+from tests.conftest import integrity, zip_of, make_image_folder
 from tests.fakes.discord_server import MANAGE_GUILD, ChannelMessage, FakeDiscord
 from tests.fakes.harness import BotProcess
 from tests.fakes.loop_thread import wait_until
@@ -25,21 +23,6 @@ JOB_WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the te
 ADMIN = MANAGE_GUILD | 2248473465835073
 FAST = dict(style_train_steps=4, style_batch_size=4, style_checkpoint_every=5, style_sample_every=2,
             style_progress_interval_s=0)
-
-
-def zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(folder.iterdir()):
-            zf.write(path, f"pics/{path.name}")
-        for name, data in (extra or {}).items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def integrity(db: Path) -> str:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 def rows(db: Path, sql: str) -> list[tuple]:

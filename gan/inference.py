@@ -34,11 +34,10 @@ class AvatarGenerator:
         self.latent_dim = info.config.latent_dim
         self.image_size = info.config.image_size
         self._generator = generator
-        self._calls = {
-            n: tf.function(lambda z: generator(z, training=False),
-                           input_signature=[tf.TensorSpec((n, self.latent_dim), tf.float32)])
-            for n in self.chunks
-        }
+        # One concrete function per shape, traced here once: no retracing, ever.
+        run = tf.function(lambda z: generator(z, training=False))
+        self._calls = {n: run.get_concrete_function(tf.TensorSpec((n, self.latent_dim), tf.float32))
+                       for n in self.chunks}
 
     @classmethod
     def load(cls, folder: str | os.PathLike, chunks: tuple[int, ...] = CHUNKS,
@@ -46,7 +45,7 @@ class AvatarGenerator:
         """Load and verify a style folder (raises ``StyleError`` with one clear line)."""
         generator, info = load_generator(folder)
         gen = cls(generator, info, chunks)
-        if warmup:  # trace every shape up front, not on a user's first request
+        if warmup:  # the first call of each graph is slow: pay it now, not on a user's request
             for n in gen.chunks:
                 gen.render_latents(np.zeros((n, gen.latent_dim), np.float32))
         log.info("loaded style %r (%s)", info.name, info.generator_sha256[:12])
@@ -76,7 +75,7 @@ class AvatarGenerator:
             n = next(c for c in self.chunks if c >= len(part))  # smallest shape that fits
             padded = np.zeros((n, self.latent_dim), np.float32)
             padded[: len(part)] = part
-            out.append(to_uint8(self._calls[n](padded).numpy()[: len(part)]))
+            out.append(to_uint8(self._calls[n](tf.constant(padded)).numpy()[: len(part)]))
         return np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def generate(self, seeds: list[int], truncation: float = 1.0) -> np.ndarray:

@@ -43,14 +43,9 @@ def cpu_supports_bf16() -> bool:
 
 def cpu_name() -> str:
     """The CPU model and logical core count, for the header of a benchmark's output."""
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from gan.runtime import cpu_model
+
+    name = cpu_model()
     return f"{name}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
 
 

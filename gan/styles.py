@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -285,16 +284,10 @@ def _hardware() -> str:
     """The CPU model and core count (and GPUs, if TensorFlow sees any), for the model card."""
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from gan.runtime import cpu_model
+
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{cpu}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
+    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
 def _wall_time(history: Path) -> float | None:

@@ -202,3 +202,14 @@ def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["num_fake"] == 40 and result["num_real"] == 40 and result["style"] == "default"
     assert result["fid"] > 0 and "kid" in result
+
+
+def test_augmentation_is_an_exact_crop_and_flip_of_the_source():
+    from gan.data import make_dataset
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 68, 68, 3), dtype=np.uint8)
+    batch = next(iter(make_dataset(images, 6, 64, crop_margin=4))).numpy()
+    for out in np.rint((batch + 1) * 127.5).astype(np.uint8):
+        candidates = [im[y:y + 64, x:x + 64] for im in images for y in range(5) for x in range(5)]
+        assert any(np.array_equal(out, c) or np.array_equal(out, c[:, ::-1]) for c in candidates), \
+            "an augmented image is not a pixel-exact crop (or mirrored crop) of a training image"

@@ -244,7 +244,7 @@ class Trainer:
                     epoch = step // o.steps_per_epoch
                     n = min(o.steps_per_epoch - step % o.steps_per_epoch, o.steps - step)
                     self.gan.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
-                                 callbacks=[callback], verbose=0)
+                                 callbacks=[callback], verbose=0, shuffle=False)
                     step = self.step
                     if step % o.steps_per_epoch == 0 or step >= o.steps:
                         self._end_of_epoch(epoch)

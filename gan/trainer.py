@@ -228,8 +228,8 @@ class Trainer:
             return "done"
         images, self.data_stats = load_folder(o.data, o.model.image_size + o.crop_margin, o.max_images)
         log.info("data: %s", self.data_stats.summary())
-        per_replica = o.batch_size
-        dataset = make_dataset(images, per_replica, o.model.image_size, o.crop_margin, seed=o.seed + start)
+        # The global batch: under tf.distribute, fit splits each batch across the replicas.
+        dataset = make_dataset(images, o.batch_size, o.model.image_size, o.crop_margin, seed=o.seed + start)
         callback = _RunCallback(self)
         if self.progress_bar:
             from tqdm import tqdm

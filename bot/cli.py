@@ -17,13 +17,11 @@ import secrets
 import sys
 from pathlib import Path
 
+from gan.runtime import CLIError, run_command
+
 log = logging.getLogger(__name__)
 
 MAX_GRID = 64
-
-
-class CLIError(Exception):
-    """A user mistake: printed as one line, exit status 2."""
 
 
 def default_weights_dir() -> Path:
@@ -235,19 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "weights_dir", "unset") is None:
         args.weights_dir = str(default_weights_dir())
-    if not args.verbose and getattr(args, "uses_tensorflow", True):
-        from gan.runtime import start_tensorflow_quietly
-
-        start_tensorflow_quietly()
-    try:
-        return args.func(args)
-    except CLIError as exc:
-        print(f"avatarbot: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args, "avatarbot", logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,28 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+class CLIError(Exception):
+    """A user mistake on a command line: printed as one line, exit status 2."""
+
+
+def run_command(args, prog: str, log_level: int) -> int:
+    """Run a parsed CLI command (``args.func``) the way both console scripts do.
+
+    Logging at ``log_level`` (DEBUG with ``-v``), TensorFlow started quietly unless the command
+    says it needs none (``uses_tensorflow=False``) or ``-v`` asks for everything, and a
+    ``CLIError`` printed as ``prog: error: ...`` with exit status 2.
+    """
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose and getattr(args, "uses_tensorflow", True):
+        start_tensorflow_quietly()
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
+
+from gan.runtime import CLIError, run_command
 
 log = logging.getLogger(__name__)
 
 # Options of an existing run that may change on resume (e.g. train longer); the rest are fixed.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
-
-
-class CLIError(Exception):
-    """A user mistake: printed as one line, exit status 2."""
 
 
 def _model_overrides(pairs: list[str]) -> dict:
@@ -195,18 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not args.verbose and getattr(args, "uses_tensorflow", True):
-        from gan.runtime import start_tensorflow_quietly
-
-        start_tensorflow_quietly()
-    try:
-        return args.func(args)
-    except CLIError as exc:
-        print(f"avatarbot-train: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args, "avatarbot-train", logging.INFO)
 
 
 if __name__ == "__main__":

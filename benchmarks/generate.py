@@ -30,7 +30,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import cpu_name, median, percentile, repo_path, table, time_calls
+from benchmarks.common import cpu_name, median, percentile, pillow_png, repo_path, table, time_calls
 
 import keras
 import numpy as np
@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = ours.metadata(0)
     png_bytes = len(avatar_png(images[0], args.size, meta))  # warm-up
     png_times: list[float] = []
+    pillow_times: list[float] = []
     for i in range(args.pngs):
         png_times += time_calls(lambda: avatar_png(images[i % len(images)], args.size, meta), 1)
+        pillow_times += time_calls(lambda: pillow_png(images[i % len(images)], args.size, meta), 1)
 
     ms = 1000.0
     s50, s90 = percentile(seed_single, 50) * ms, percentile(seed_single, 90) * ms
@@ -174,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"achieved at batch {args.batch}: ours {flops * our_rate / 1e9:.0f} GFLOP/s, "
           f"seed's way {flops * seed_rate / 1e9:.0f} GFLOP/s")
     p50, p90 = percentile(png_times, 50) * ms, percentile(png_times, 90) * ms
+    pil50 = percentile(pillow_times, 50) * ms
+    pillow_size = len(pillow_png(images[0], args.size, meta))
     print(f"PNG encoding at {args.size} px (upscale + metadata, gan.imaging.avatar_png): "
-          f"p50 {p50:.2f} ms, p90 {p90:.2f} ms per avatar ({png_bytes / 1024:.0f} KiB)")
+          f"p50 {p50:.2f} ms, p90 {p90:.2f} ms per avatar ({png_bytes / 1024:.0f} KiB); "
+          f"Pillow's Lanczos and PNG defaults: p50 {pil50:.2f} ms ({pillow_size / 1024:.0f} KiB), "
+          f"{pil50 / p50:.1f}x slower")
     print(f"generate: single avatar p50 ours {o50:.1f} ms vs seed {s50:.1f} ms ({s50 / o50:.2f}x); "
           f"batch {args.batch} ours {our_rate:.0f} img/s vs seed {seed_rate:.0f} img/s "
           f"({our_rate / seed_rate:.2f}x); {flops / 1e9:.3f} GFLOP/image; PNG {args.size} px {p50:.1f} ms")

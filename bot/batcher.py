@@ -10,21 +10,29 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Executor
-from typing import Callable
+from typing import Awaitable, Callable
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 RenderFn = Callable[[np.ndarray], np.ndarray]
+ReadyFn = Callable[[], Awaitable[None]]
 
 
 class MicroBatcher:
-    """Collects ``render(z)`` calls and runs them together through one ``render_fn`` call."""
+    """Collects ``render(z)`` calls and runs them together through one ``render_fn`` call.
+
+    ``ready``, when given, is awaited before each batch is taken: the service uses it to hold the
+    next batch back while the encoders are still busy with the last one. Both phases fill every
+    core, so running them one after the other loses nothing, and the requests that arrive meanwhile
+    join one large batch (a call of 64 faces costs 0.66 ms a face, a call of 4 costs 1.4 ms).
+    """
 
     def __init__(self, render_fn: RenderFn, executor: Executor, window_s: float = 0.004,
-                 max_batch: int = 64) -> None:
+                 max_batch: int = 64, ready: ReadyFn | None = None) -> None:
         self._render_fn = render_fn
+        self._ready = ready
         self._executor = executor
         self.window_s = window_s
         self.max_batch = max_batch
@@ -64,6 +72,8 @@ class MicroBatcher:
         if self.window_s > 0 and self.pending_faces < self.max_batch:
             await asyncio.sleep(self.window_s)
         while self._pending:
+            if self._ready is not None:
+                await self._ready()
             batch = self._take()
             if not batch:
                 continue

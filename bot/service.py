@@ -217,6 +217,8 @@ class AvatarService:
         self._encode_pool = ThreadPoolExecutor(self.limits.encode_threads, thread_name_prefix="encode",
                                                initializer=_background_priority)
         self._batchers: dict[str, tuple[object, MicroBatcher]] = {}
+        self._encoding = 0  # replies handed to the encoder threads and not yet back
+        self._encoders_free = asyncio.Condition()
         self._cache: OrderedDict[tuple, Reply] = OrderedDict()
         self._active: set[Job] = set()
         self._active_cost = 0
@@ -348,7 +350,7 @@ class AvatarService:
                           if self.registry.loaded(k) is not g and not b.pending_faces]:
                 del self._batchers[stale]
             batcher = MicroBatcher(gen.render_latents, self._render_pool, self.limits.batch_window_ms / 1000,
-                                   self.limits.max_batch)
+                                   self.limits.max_batch, ready=self._encoders_ready)
             self._batchers[key] = entry = (gen, batcher)
         return entry[1]
 
@@ -366,6 +368,11 @@ class AvatarService:
             raise UserError.bad_input(f"Style {ref.name!r} is not available right now; "
                                       "an admin may have deleted or be replacing it.") from None
 
+    async def _encoders_ready(self) -> None:
+        """Return once the encoders are idle: the next batch is drawn when the last one is sent."""
+        async with self._encoders_free:
+            await self._encoders_free.wait_for(lambda: self._encoding == 0)
+
     async def _run(self, plan: Plan) -> Reply:
         loop = asyncio.get_running_loop()
         gen = await self._generator(plan.ref)
@@ -376,7 +383,13 @@ class AvatarService:
             return cached
         start = time.perf_counter()
         images = await self._batcher(plan.ref.key, gen).render(plan.latents(gen.latent_dim))
-        reply = await loop.run_in_executor(self._encode_pool, _build_reply, plan, images, gen)
+        self._encoding += 1
+        try:
+            reply = await loop.run_in_executor(self._encode_pool, _build_reply, plan, images, gen)
+        finally:
+            self._encoding -= 1
+            async with self._encoders_free:
+                self._encoders_free.notify_all()
         per_face = (time.perf_counter() - start) / max(1, plan.cost)
         self.seconds_per_face = 0.9 * self.seconds_per_face + 0.1 * per_face
         self.served += 1

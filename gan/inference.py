@@ -23,6 +23,9 @@ from gan.styles import StyleInfo, load_generator
 log = logging.getLogger(__name__)
 
 CHUNKS = (1, 4, 16, 64)
+# A compiled call costs about as much as this many extra faces (fixed overhead), whatever its size:
+# measured on the 2-core CPU as 2.6 ms + 0.62 ms per face. It decides how a batch is cut into chunks.
+CALL_OVERHEAD_FACES = 4
 
 
 class AvatarGenerator:
@@ -38,6 +41,7 @@ class AvatarGenerator:
         run = tf.function(lambda z: generator(z, training=False))
         self._calls = {n: run.get_concrete_function(tf.TensorSpec((n, self.latent_dim), tf.float32))
                        for n in self.chunks}
+        self._plans = _chunk_plans(self.chunks)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, chunks: tuple[int, ...] = CHUNKS,
@@ -70,12 +74,15 @@ class AvatarGenerator:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape (N, {self.latent_dim})")
         out = []
-        for start in range(0, len(z), self.max_batch):
+        start = 0
+        while start < len(z):
             part = z[start:start + self.max_batch]
-            n = next(c for c in self.chunks if c >= len(part))  # smallest shape that fits
-            padded = np.zeros((n, self.latent_dim), np.float32)
-            padded[: len(part)] = part
-            out.append(to_uint8(self._calls[n](tf.constant(padded)).numpy()[: len(part)]))
+            for n in self._plans[len(part)]:
+                piece = part[:n]
+                part, start = part[n:], start + len(piece)
+                padded = np.zeros((n, self.latent_dim), np.float32)
+                padded[: len(piece)] = piece
+                out.append(to_uint8(self._calls[n](tf.constant(padded)).numpy()[: len(piece)]))
         return np.concatenate(out) if out else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def generate(self, seeds: list[int], truncation: float = 1.0) -> np.ndarray:
@@ -100,3 +107,19 @@ class AvatarGenerator:
         """What a PNG needs to carry so that the face can be reproduced from the picture alone."""
         return {"seed": seed, "style": self.style, "truncation": f"{truncation:g}",
                 "weights_sha256": self.weights_sha256, **extra}
+
+
+def _chunk_plans(chunks: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """For every batch size up to the largest chunk, the cheapest list of chunk shapes covering it.
+
+    Padding is wasted work and every call has a fixed cost, so 17 faces run as 16 + 1, and 60 as 64.
+    """
+    cost = [0.0] + [float("inf")] * chunks[-1]
+    plans: list[tuple[int, ...]] = [()] + [()] * chunks[-1]
+    for n in range(1, chunks[-1] + 1):
+        for c in chunks:
+            rest = max(0, n - c)
+            if c + CALL_OVERHEAD_FACES + cost[rest] < cost[n]:
+                cost[n] = c + CALL_OVERHEAD_FACES + cost[rest]
+                plans[n] = (c,) + plans[rest]
+    return plans

@@ -204,6 +204,22 @@ def test_png_metadata_upscale_grid_and_gif(tiny_style):
         assert im.format == "GIF" and im.n_frames == 8 and im.size == (128, 128)
 
 
+def test_png_is_lossless_valid_and_keeps_unicode_metadata():
+    from gan.imaging import png_bytes, read_png_metadata
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 3), (7, 13, 3), (256, 256, 3)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = png_bytes(pixels, {"name": "Ayanami \u7dbe\u6ce2", "seed": 5, "note": "caf\u00e9\0x"})
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()  # chunk CRCs and structure
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "RGB" and np.array_equal(np.asarray(im), pixels)
+        assert read_png_metadata(data) == {"name": "Ayanami \u7dbe\u6ce2", "seed": "5", "note": "caf\u00e9x"}
+    with pytest.raises(ValueError, match="RGB"):
+        png_bytes(np.zeros((4, 4), np.uint8))
+
+
 def test_same_seed_identical_pixels_in_two_processes(tiny_style, tmp_path):
     outs = []
     for i in range(2):

@@ -163,10 +163,12 @@ def test_same_seed_same_face_regardless_of_batch(tiny_style):
 
     gen = AvatarGenerator.load(tiny_style / "default")
     alone = gen.generate([42])[0]
-    for batch in (3, 10, 30, 64, 100):  # every compiled shape, and a split batch
+    # every compiled shape, batches cut into several shapes (17 = 1 + 16), and one split at 64
+    for batch in (3, 10, 17, 30, 40, 64, 100):
         seeds = list(range(1000, 1000 + batch))
-        seeds[batch // 2] = 42
-        assert np.array_equal(alone, gen.generate(seeds)[batch // 2]), batch
+        seeds[batch // 2] = seeds[-1] = 42
+        faces = gen.generate(seeds)
+        assert np.array_equal(alone, faces[batch // 2]) and np.array_equal(alone, faces[-1]), batch
     faces = gen.generate(list(range(8)))
     assert len({f.tobytes() for f in faces}) == 8
 

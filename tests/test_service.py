@@ -77,6 +77,31 @@ async def test_requests_arriving_together_share_one_generator_call(registry):
     assert service.served == 33
 
 
+async def test_batches_wait_for_the_encoders_and_then_take_everyone_waiting():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.batcher import MicroBatcher
+
+    sizes: list[int] = []
+    encoders_free = asyncio.Event()
+
+    def render(z: np.ndarray) -> np.ndarray:
+        sizes.append(len(z))
+        return np.zeros((len(z), 2, 2, 3), np.uint8)
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(render, pool, window_s=0, max_batch=64, ready=encoders_free.wait)
+        tasks = [asyncio.create_task(batcher.render(np.zeros((1, 8)))) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        assert sizes == []  # held back while the encoders are busy
+        tasks += [asyncio.create_task(batcher.render(np.zeros((2, 8)))) for _ in range(3)]
+        await asyncio.sleep(0)
+        encoders_free.set()
+        results = await asyncio.gather(*tasks)
+    assert sizes == [16]  # everyone who arrived meanwhile, in one generator call
+    assert [len(r) for r in results] == [1] * 10 + [2] * 3
+
+
 async def test_names_grids_variations_upscale_morph(registry):
     service = make_service(registry)
     named = await service.handle(req(name="Alice"))

@@ -38,6 +38,10 @@ class GANConfig:
     ema_decay: float = 0.999  # 0 turns the generator EMA off
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
+    # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
+    # judges each image on its own instead of telling a real batch from a fake one by its statistics
+    # (few-shot fine-tuning: a pretrained D otherwise wins at once and G gets no useful gradient).
+    d_batch_stats: bool = True
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

@@ -70,8 +70,9 @@ class GAN(keras.Model):
             fake = self.generator(z, training=True)
             real_in = diff_augment(real, policy) if policy else real
             fake_in = diff_augment(fake, policy) if policy else fake
-            real_logits = self.discriminator(real_in, training=True)
-            fake_logits = self.discriminator(fake_in, training=True)
+            d_training = self.config.d_batch_stats
+            real_logits = self.discriminator(real_in, training=d_training)
+            fake_logits = self.discriminator(fake_in, training=d_training)
             d_per_example = self.d_loss_fn(real_logits, fake_logits)
             g_per_example = self.g_loss_fn(fake_logits)
             # Sum over the global batch / global batch size: right for one device and for

@@ -176,6 +176,22 @@ def test_bfloat16_training_keeps_float32_outputs(tmp_path, image_folder):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_fine_tuning_can_keep_the_discriminators_batchnorm_statistics(batch_stats):
+    from gan.model import GAN
+
+    gan = GAN(tiny_config(d_batch_stats=batch_stats))
+    gan.compile()
+    moving = [w for w in gan.discriminator.non_trainable_weights if "moving" in w.path]
+    before = [w.numpy().copy() for w in moving]
+    trainable_before = [w.numpy().copy() for w in gan.discriminator.trainable_weights]
+    gan.train_step(np.random.default_rng(0).uniform(-1, 1, (8, 64, 64, 3)).astype("float32"))
+    stats_changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, moving))
+    assert moving and stats_changed == batch_stats
+    # D still learns either way
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(trainable_before, gan.discriminator.trainable_weights))
+
+
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
 def test_kid_near_zero_for_a_folder_against_itself_and_large_against_noise(tmp_path):
     from gan.metrics import InceptionFeatures, fid, kid

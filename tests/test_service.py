@@ -206,6 +206,18 @@ async def test_full_queue_says_busy_and_frees_up(registry):
     assert service.in_flight == 0
 
 
+async def test_busy_estimate_follows_throughput_not_latency(registry):
+    import time
+
+    service = make_service(registry, cache_size=0)
+    await service.start()
+    start = time.perf_counter()
+    await asyncio.gather(*[service.handle(req(user=f"u{i}", seed=500 + i)) for i in range(48)])
+    wall = time.perf_counter() - start
+    # Clearing 48 faces is estimated at about what it took, not 48 times one request's latency.
+    assert 48 * service.seconds_per_face < 2 * wall
+
+
 async def test_shutdown_refuses_new_work_and_waits_for_admitted_work(registry):
     service = make_service(registry)
     job = service.admit(req(user="a", seed=1))

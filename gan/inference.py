@@ -74,12 +74,10 @@ class AvatarGenerator:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape (N, {self.latent_dim})")
         out = []
-        start = 0
-        while start < len(z):
+        for start in range(0, len(z), self.max_batch):
             part = z[start:start + self.max_batch]
             for n in self._plans[len(part)]:
-                piece = part[:n]
-                part, start = part[n:], start + len(piece)
+                piece, part = part[:n], part[n:]
                 padded = np.zeros((n, self.latent_dim), np.float32)
                 padded[: len(piece)] = piece
                 out.append(to_uint8(self._calls[n](tf.constant(padded)).numpy()[: len(piece)]))

@@ -39,8 +39,6 @@ class MicroBatcher:
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self._worker: asyncio.Task | None = None
         self.calls = 0  # generator calls made (for tests and stats)
-        self.faces = 0
-        self.seconds_per_face: float | None = None  # measured, smoothed
 
     @property
     def pending_faces(self) -> int:
@@ -88,10 +86,6 @@ class MicroBatcher:
                 continue
             elapsed = time.perf_counter() - start
             self.calls += 1
-            self.faces += len(z)
-            per_face = elapsed / len(z)
-            self.seconds_per_face = per_face if self.seconds_per_face is None else (
-                0.8 * self.seconds_per_face + 0.2 * per_face)
             log.debug("rendered %d faces for %d requests in %.1f ms", len(z), len(batch), elapsed * 1000)
             offset = 0
             for part, fut in batch:

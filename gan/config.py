@@ -39,8 +39,9 @@ class GANConfig:
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
-    # judges each image on its own instead of telling a real batch from a fake one by its statistics
-    # (few-shot fine-tuning: a pretrained D otherwise wins at once and G gets no useful gradient).
+    # judges each image on its own instead of telling a real batch from a fake one by its statistics.
+    # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
+    # artefacts of the first few hundred steps but did not lower KID, so the bot does not use it.
     d_batch_stats: bool = True
 
     def __post_init__(self) -> None:

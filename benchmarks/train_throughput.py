@@ -8,7 +8,10 @@ listing is missing) on the same real images at the same batch size:
   when the CPU has native bfloat16 (``--precision`` overrides), and a per-step callback doing what
   the trainer's does (EMA update, step counter, logs read back as floats).
 * **seed**: ``seed_train_step`` below, a transcription of the seed article's loop (the TensorFlow
-  DCGAN tutorial's structure) in float32, as the article trains.
+  DCGAN tutorial's structure) in float32, as the article trains, on the article's model listings
+  transcribed in stock Keras layers (``make_generator_model``, ``make_discriminator_model``). The
+  two sides compute the same functions; ours differ only in how they run (for example
+  ``gan.networks.BitsDropout`` for ``Dropout(0.3)``).
 
 Each side is warmed up (tracing) before timing. Then, ``--rounds`` times, the seed and ours each run
 a couple of untimed steps and ``--steps`` timed ones, alternating so that both see the same machine
@@ -37,11 +40,11 @@ from benchmarks.common import cpu_name, cpu_supports_bf16, median, repo_path, ta
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import layers
 
 from gan.config import GANConfig
 from gan.data import load_folder, make_dataset
 from gan.model import GAN
-from gan.networks import build_discriminator, build_generator
 from gan.styles import float32_policy
 from gan.trainer import set_precision
 
@@ -112,6 +115,36 @@ def seed_batches(dataset: tf.data.Dataset) -> Iterator[tf.Tensor]:
     while True:
         for image_batch in dataset:
             yield image_batch
+
+
+def make_generator_model(noise_dim: int) -> keras.Model:
+    """The seed article's generator listing in stock Keras layers, with the stride-2 stage it misses
+    (``ConvT 32, 5x5, stride 2``; see ``gan.networks``) so that it really emits 64x64."""
+    model = tf.keras.Sequential([keras.Input((noise_dim,))])
+    model.add(layers.Dense(8 * 8 * 256, use_bias=False))
+    model.add(layers.BatchNormalization())
+    model.add(layers.LeakyReLU(0.3))
+    model.add(layers.Reshape((8, 8, 256)))
+    for width, stride in ((128, 1), (64, 2), (32, 2)):  # (32, 2) is the missing stage
+        model.add(layers.Conv2DTranspose(width, (5, 5), strides=(stride, stride), padding="same", use_bias=False))
+        model.add(layers.BatchNormalization())
+        model.add(layers.LeakyReLU(0.3))
+    model.add(layers.Conv2DTranspose(3, (5, 5), strides=(2, 2), padding="same", use_bias=False, activation="tanh"))
+    return model
+
+
+def make_discriminator_model() -> keras.Model:
+    """The seed article's discriminator listing in stock Keras layers."""
+    model = tf.keras.Sequential([keras.Input((64, 64, 3))])
+    model.add(layers.Conv2D(64, (5, 5), strides=(2, 2), padding="same"))
+    model.add(layers.LeakyReLU(0.3))
+    model.add(layers.Dropout(0.3))
+    model.add(layers.Conv2D(128, (5, 5), strides=(2, 2), padding="same"))
+    model.add(layers.LeakyReLU(0.3))
+    model.add(layers.Dropout(0.3))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(1))
+    return model
 
 
 # --- Our trainer's path ---------------------------------------------------------------------------
@@ -211,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'bfloat16 mixed precision' if mixed else 'float32'}")
     print("seed: the article's @tf.function train_step, float32, from_tensor_slices().shuffle().batch()")
 
-    # Seed side: built in float32, images centre-cropped to 64x64 (the seed's augmentation is not
-    # run per step, which only spares the baseline work).
+    # Seed side: the article's listings in stock Keras layers, in float32; images centre-cropped to
+    # 64x64 (the seed's augmentation is not run per step, which only spares the baseline work).
     with float32_policy():
-        generator, discriminator = build_generator(config), build_discriminator(config)
+        generator, discriminator = make_generator_model(config.latent_dim), make_discriminator_model()
     train_step = seed_train_step(generator, discriminator, batch, config.latent_dim)
     crop = loaded[:, margin // 2: margin // 2 + size, margin // 2: margin // 2 + size]
     batches = seed_batches(seed_dataset(crop, len(crop), batch))

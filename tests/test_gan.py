@@ -41,7 +41,45 @@ def test_seed_preset_follows_the_seed_document():
     assert [c.strides for c in convt] == [(1, 1), (2, 2), (2, 2), (2, 2)]
     assert all(c.kernel_size == (5, 5) for c in convt)
     d = build_discriminator(config)
-    assert sum(layer.__class__.__name__ == "Dropout" for layer in d.layers) == 2
+    assert [layer.rate for layer in d.layers if layer.__class__.__name__ == "BitsDropout"] == [0.3, 0.3]
+
+
+def test_seed_networks_compute_the_article_listings():
+    """Same weights, same outputs as the seed's listings written with stock Keras layers (the
+    training benchmark's baseline): our seed preset is the article's model, only run faster."""
+    from benchmarks.train_throughput import make_discriminator_model, make_generator_model
+    from gan.config import GANConfig
+    from gan.networks import build_discriminator, build_generator
+
+    config = GANConfig.preset_config("seed")
+    ours_g, ours_d = build_generator(config), build_discriminator(config)
+    stock_g, stock_d = make_generator_model(config.latent_dim), make_discriminator_model()
+    stock_g.set_weights(ours_g.get_weights())
+    stock_d.set_weights(ours_d.get_weights())
+    z = np.random.default_rng(1).standard_normal((3, config.latent_dim)).astype("float32")
+    images = ours_g(z, training=False).numpy()
+    np.testing.assert_allclose(stock_g(z, training=False).numpy(), images, atol=1e-5)
+    np.testing.assert_allclose(stock_d(images, training=False).numpy(), ours_d(images, training=False).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_bits_dropout_drops_at_its_rate_and_scales_the_rest():
+    import tensorflow as tf
+
+    from gan.networks import BitsDropout
+
+    layer = BitsDropout(0.3, seed=7)
+    x = tf.ones((32, 17, 15, 9))  # an odd element count: one spare random half is drawn
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    out = y.numpy()
+    assert abs((out == 0).mean() - 0.3) < 0.01
+    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.7], rtol=1e-6)
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), out)  # d(x*mask)/dx = mask
+    again = layer(x, training=True).numpy()
+    assert 0.35 < (again != out).mean() < 0.49  # a fresh mask each call (expected 2*0.3*0.7)
+    np.testing.assert_array_equal(layer(x).numpy(), x.numpy())  # inference: identity
 
 
 def test_seed_loss_equals_hand_computed_value():

@@ -38,6 +38,7 @@ class GANConfig:
     ema_decay: float = 0.999  # 0 turns the generator EMA off
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
+    g_frozen_layers: int = 0  # freeze the first N generator blocks (Dense, then each upsampling stage)
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
@@ -55,6 +56,8 @@ class GANConfig:
             raise ValueError("only 64x64 images are supported")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
+        if not 0 <= self.d_frozen_layers <= 4 or not 0 <= self.g_frozen_layers <= 4:
+            raise ValueError("d_frozen_layers and g_frozen_layers must be in 0..4")
         if self.latent_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
             raise ValueError("latent_dim and channel counts must be positive")
 

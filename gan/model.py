@@ -9,7 +9,7 @@ import tensorflow as tf
 from gan.augment import diff_augment, parse_policy
 from gan.config import GANConfig
 from gan.losses import LOSSES
-from gan.networks import build_discriminator, build_generator, discriminator_blocks
+from gan.networks import build_discriminator, build_generator, discriminator_blocks, generator_blocks
 
 
 class GAN(keras.Model):
@@ -29,6 +29,8 @@ class GAN(keras.Model):
         self.generator = build_generator(config)
         self.discriminator = build_discriminator(config)
         for layer in discriminator_blocks(self.discriminator, config.d_frozen_layers):
+            layer.trainable = False
+        for layer in generator_blocks(self.generator, config.g_frozen_layers):
             layer.trainable = False
         self.ema_generator = build_generator(config) if config.ema_decay > 0 else None
         if self.ema_generator is not None:

@@ -144,3 +144,20 @@ def discriminator_blocks(discriminator: keras.Model, count: int) -> list[keras.l
     """The layers of the first ``count`` conv blocks (conv and its BatchNorm), for freezing."""
     names = {f"conv{i}" for i in range(count)} | {f"bn{i}" for i in range(count)}
     return [layer for layer in discriminator.layers if layer.name in names]
+
+
+def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.Layer]:
+    """The layers of the first ``count`` generator blocks, for freezing.
+
+    A block starts at a layer with a kernel (the Dense input layer, then each transposed
+    convolution) and holds what follows it (BatchNorm, activation). Found by position, so the
+    layer names of saved weights do not matter.
+    """
+    blocks: list[keras.layers.Layer] = []
+    index = -1
+    for layer in generator.layers:
+        if isinstance(layer, (layers.Dense, layers.Conv2DTranspose)):
+            index += 1
+        if 0 <= index < count:
+            blocks.append(layer)
+    return blocks

@@ -107,6 +107,25 @@ def test_train_step_updates_both_networks_and_reports_losses():
     assert any(not np.array_equal(a, b) for a, b in zip(d_before, gan.discriminator.get_weights()))
 
 
+def test_frozen_blocks_stay_fixed_while_the_rest_trains():
+    """Few-shot fine-tuning freezes early blocks: a train step leaves them untouched."""
+    from gan.model import GAN
+
+    gan = GAN(tiny_config(g_frozen_layers=3, d_frozen_layers=1))
+    gan.compile()
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    kernels = lambda model: {layer.name: layer.get_weights()[0].copy()  # noqa: E731
+                             for layer in model.layers if hasattr(layer, "kernel")}
+    g_before, d_before = kernels(gan.generator), kernels(gan.discriminator)
+    gan.train_step(real)
+    g_changed = [not np.array_equal(w, kernels(gan.generator)[n]) for n, w in g_before.items()]
+    d_changed = [not np.array_equal(w, kernels(gan.discriminator)[n]) for n, w in d_before.items()]
+    assert g_changed == [False, False, False, True, True]  # Dense, 2 ConvT frozen; 2 ConvT train
+    assert d_changed == [False, True, True, True, True]  # conv0 frozen; conv1-3 and the logit train
+    with pytest.raises(ValueError, match="g_frozen_layers"):
+        tiny_config(g_frozen_layers=5)
+
+
 def test_diffaugment_keeps_shape_and_changes_images():
     from gan.augment import diff_augment
 

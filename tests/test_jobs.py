@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import integrity, zip_of, REPO, make_image_folder
 from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
+from training.worker import TRAINING_NICE
 
 WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
 
@@ -233,6 +234,8 @@ async def test_cancel_stops_a_running_worker_and_leaves_nothing(env, managers, u
     job = await manager.submit("discord:1", "ink", upload, steps=2000)
     await first_event(events, lambda e: e.kind == "progress" and e.job.id == job.id)
     pid = (await manager.status("discord:1")).pid
+    # Training yields the CPU to the bot's avatar threads (nice 10) and event loop (nice 0).
+    assert os.getpriority(os.PRIO_PROCESS, pid) >= TRAINING_NICE
     cancelled = await manager.cancel("discord:1", by="admin")
     assert cancelled.status == CANCELLED and "admin" in cancelled.message
     assert not _alive(pid)

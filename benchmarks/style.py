@@ -92,10 +92,7 @@ async def train(args: argparse.Namespace, workdir: Path, upload: bytes) -> tuple
 
     settings = JobSettings(default_steps=args.steps, max_steps=max(MAX_STEPS, args.steps),
                            batch_size=args.batch_size, progress_interval_s=10.0)
-    if args.d_frozen_layers is not None:
-        settings.model_overrides["d_frozen_layers"] = args.d_frozen_layers
-    if args.diffaugment is not None:
-        settings.model_overrides["diffaugment"] = args.diffaugment
+    settings.model_overrides.update(args.overrides)
     manager = JobManager(workdir / "jobs.db", workdir / "styles", args.default_style, settings)
     seen: list[tuple[float, int]] = []  # (time, step) of progress reports, for the training speed
 
@@ -136,7 +133,8 @@ def kid_against(style_feats: np.ndarray, folder: Path, n: int, extractor) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print (and optionally write) the JSON result."""
-    from training.jobs import DEFAULT_STEPS
+    from gan.config import GANConfig, parse_overrides
+    from training.jobs import DEFAULT_STEPS, FINETUNE_OVERRIDES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=Path, default=SHARED / "anime-faces-64", help="folder of source faces")
@@ -144,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--look", choices=sorted(LOOKS), default="manga")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="step budget (default: the bot's default)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--d-frozen-layers", type=int, help="override the fine-tune's frozen D blocks")
-    p.add_argument("--diffaugment", help="override the fine-tune's DiffAugment policy ('' for none)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="override a fine-tuning model setting, e.g. --set g_anchor=0 (see gan.config)")
     p.add_argument("--default-style", type=Path, default=REPO / "weights" / "default",
                    help="the style folder to fine-tune from")
     p.add_argument("--inception-weights", type=Path,
@@ -154,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="keep the job database, style and style set here")
     p.add_argument("-o", "--output", type=Path, help="also write the result JSON here")
     args = p.parse_args(argv)
+    try:
+        args.overrides = parse_overrides(args.overrides)
+        GANConfig.from_dict({**FINETUNE_OVERRIDES, **args.overrides})  # a bad key fails here, not in the worker
+    except (TypeError, ValueError) as exc:
+        p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -39,6 +39,10 @@ class GANConfig:
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
     g_frozen_layers: int = 0  # freeze the first N generator blocks (Dense, then each upsampling stage)
+    # Few-shot fine-tuning: weight of an L1 penalty that keeps the generator's coarse luminance (16x16)
+    # for each latent close to the starting generator's, so a face keeps its layout while its look
+    # changes. 0 turns it off.
+    g_anchor: float = 0.0
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
@@ -54,6 +58,8 @@ class GANConfig:
             raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:
             raise ValueError("only 64x64 images are supported")
+        if self.g_anchor < 0:
+            raise ValueError("g_anchor must be at least 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.d_frozen_layers <= 4 or not 0 <= self.g_frozen_layers <= 4:
@@ -123,3 +129,18 @@ class TrainOptions:
             raise ValueError(f"unknown option keys: {', '.join(sorted(unknown))}")
         data["model"] = GANConfig.from_dict(data.get("model", {}))
         return cls(**data)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` (command-line ``--set``) -> a dict of config overrides; each value is
+    read as JSON when it parses (numbers, booleans) and as a plain string otherwise."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

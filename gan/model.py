@@ -36,6 +36,10 @@ class GAN(keras.Model):
         if self.ema_generator is not None:
             self.ema_generator.trainable = False
             self.ema_generator.set_weights(self.generator.get_weights())
+        # The starting generator, frozen, for the g_anchor penalty (weights set by the trainer).
+        self.anchor_generator = build_generator(config) if config.g_anchor > 0 else None
+        if self.anchor_generator is not None:
+            self.anchor_generator.trainable = False
         self.d_loss_fn, self.g_loss_fn = LOSSES[config.loss]
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -77,6 +81,9 @@ class GAN(keras.Model):
             fake_logits = self.discriminator(fake_in, training=d_training)
             d_per_example = self.d_loss_fn(real_logits, fake_logits)
             g_per_example = self.g_loss_fn(fake_logits)
+            if self.anchor_generator is not None:
+                source = self.anchor_generator(z, training=False)
+                g_per_example += self.config.g_anchor * _coarse_luminance_l1(fake, source)
             # Sum over the global batch / global batch size: right for one device and for
             # tf.distribute, where gradients of every replica are summed.
             d_loss = tf.nn.compute_average_loss(d_per_example)
@@ -124,6 +131,14 @@ class GAN(keras.Model):
     def inference_generator(self) -> keras.Model:
         """The generator to export or sample from: the EMA one when there is one."""
         return self.ema_generator if self.ema_generator is not None else self.generator
+
+
+def _coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Per-example mean absolute difference of two image batches' luminance at 16x16."""
+    def coarse(x: tf.Tensor) -> tf.Tensor:
+        luma = tf.reduce_mean(tf.cast(x, tf.float32), axis=-1, keepdims=True)
+        return tf.nn.avg_pool2d(luma, 4, 4, "VALID")
+    return tf.reduce_mean(tf.abs(coarse(a) - coarse(b)), axis=[1, 2, 3])
 
 
 def recalibrate_batchnorm(generator: keras.Model, latent_dim: int, batches: int = 50,

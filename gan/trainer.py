@@ -148,14 +148,13 @@ class Trainer:
             self.gan.compile()
             self.gan.build_all()
         latest = ckpt.latest_checkpoint(self.checkpoint_dir)
+        # A resumed run with a g_anchor penalty needs its starting weights again, as the anchor.
+        if o.init_from and (latest is None or self.gan.anchor_generator is not None):
+            self._init_from(Path(o.init_from))
+        step = 0
         if latest is not None:
             step = ckpt.load_checkpoint(self.gan, latest)
             log.info("resumed from %s (step %d)", latest, step)
-        elif o.init_from:
-            self._init_from(Path(o.init_from))
-            step = 0
-        else:
-            step = 0
         return step
 
     def _init_from(self, source: Path) -> None:
@@ -167,8 +166,9 @@ class Trainer:
             from gan.styles import load_style_into  # style folder: verified weights only
 
             load_style_into(source, self.gan)
-        if self.gan.ema_generator is not None:
-            self.gan.ema_generator.set_weights(self.gan.generator.get_weights())
+        for copy in (self.gan.ema_generator, self.gan.anchor_generator):
+            if copy is not None:
+                copy.set_weights(self.gan.generator.get_weights())
         log.info("initialised weights from %s", source)
 
     @property

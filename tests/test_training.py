@@ -176,6 +176,36 @@ def test_bfloat16_training_keeps_float32_outputs(tmp_path, image_folder):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, image_folder):
+    """g_anchor holds the fine-tuned generator to its starting one: no penalty before it moves,
+    and a resumed run anchors to the starting weights, not to the checkpoint it resumes."""
+    from gan.model import _coarse_luminance_l1
+    from gan.styles import export_run
+    from gan.trainer import Trainer
+
+    base = tmp_path / "base"
+    Trainer(base, _options(image_folder, steps=2), progress_bar=False).run()
+    start = export_run(base, "start", tmp_path / "weights")
+    run = tmp_path / "run"
+    options = _options(image_folder, steps=4, checkpoint_every=2, init_from=str(start),
+                       model=tiny_config(g_anchor=2.0))
+    trainer = Trainer(run, options, progress_bar=False)
+    trainer.setup()
+    gan = trainer.gan
+    z = np.random.default_rng(0).standard_normal((4, 128)).astype("float32")
+    same = _coarse_luminance_l1(gan.generator(z, training=False), gan.anchor_generator(z, training=False))
+    np.testing.assert_allclose(same.numpy(), 0.0, atol=1e-6)
+    starting = [w.copy() for w in gan.anchor_generator.get_weights()]
+    assert trainer.run() == "done"
+    resumed = Trainer(run, progress_bar=False)
+    assert resumed.setup() == 4
+    for a, b in zip(starting, resumed.gan.anchor_generator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    moved = _coarse_luminance_l1(resumed.gan.generator(z, training=False),
+                                 resumed.gan.anchor_generator(z, training=False))
+    assert float(np.mean(moved.numpy())) > 0  # training moved the generator; the anchor stayed
+
+
 @pytest.mark.parametrize("batch_stats", [True, False])
 def test_fine_tuning_can_keep_the_discriminators_batchnorm_statistics(batch_stats):
     from gan.model import GAN

@@ -23,16 +23,12 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
 
 
 def _model_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise CLIError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from gan.config import parse_overrides
+
+    try:
+        return parse_overrides(pairs)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _train_options(args: argparse.Namespace):

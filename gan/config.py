@@ -113,6 +113,9 @@ class TrainOptions:
     init_from: str = ""  # style folder or run directory to start from (fine-tuning)
     sample_seeds: list[int] = field(default_factory=lambda: list(range(16)))
     max_images: int = 0  # 0 = every image in the folder
+    # None: constant learning rates. N: from step N both learning rates fall linearly to zero at
+    # ``steps`` (a last phase that settles the weights; a function of the step, so resuming keeps it).
+    lr_decay_start: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -53,6 +53,37 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
 
 
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that stays at ``base`` until step ``start``, then falls linearly to zero at
+    ``end``. It depends only on the optimizer's step count, which checkpoints keep, so a resumed run
+    continues on the same curve."""
+
+    def __init__(self, base: float, start: int, end: int) -> None:
+        self.base, self.start, self.end = float(base), int(start), int(end)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        left = (self.end - step) / float(max(1, self.end - self.start))
+        return self.base * tf.clip_by_value(left, 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {"base": self.base, "start": self.start, "end": self.end}
+
+
+def make_optimizers(options: TrainOptions) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
+    """Adam for the discriminator and the generator with the config's rates and betas, on the
+    options' learning-rate schedule."""
+    c = options.model
+
+    def rate(base: float):
+        if options.lr_decay_start is None:
+            return base
+        return LinearDecay(base, options.lr_decay_start, options.steps)
+
+    return (keras.optimizers.Adam(rate(c.d_lr), beta_1=c.beta1, beta_2=c.beta2),
+            keras.optimizers.Adam(rate(c.g_lr), beta_1=c.beta1, beta_2=c.beta2))
+
+
 def set_precision(mixed: bool) -> None:
     """bfloat16 compute with float32 weights (``mixed``), or plain float32."""
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
@@ -145,7 +176,8 @@ class Trainer:
         self.strategy = make_strategy(o.strategy)
         with self.strategy.scope():
             self.gan = GAN(o.model)
-            self.gan.compile()
+            d_optimizer, g_optimizer = make_optimizers(o)
+            self.gan.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer)
             self.gan.build_all()
         latest = ckpt.latest_checkpoint(self.checkpoint_dir)
         # A resumed run with a g_anchor penalty needs its starting weights again, as the anchor.

@@ -89,6 +89,29 @@ def test_interrupt_saves_a_checkpoint_and_the_next_run_continues(tmp_path, image
     assert resumed.run() == "done" and resumed.step == 6
 
 
+def test_learning_rates_decay_linearly_to_zero_and_keep_their_curve_across_a_resume(tmp_path, image_folder):
+    from gan.trainer import Trainer
+
+    run = tmp_path / "run"
+    options = _options(image_folder, steps=8, checkpoint_every=100, lr_decay_start=4)
+    base = options.model.g_lr
+
+    def stop_at_6(step, total, logs):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    first = Trainer(run, options, progress_bar=False, on_progress=stop_at_6)
+    first.setup()
+    assert float(first.gan.g_optimizer.learning_rate) == pytest.approx(base)  # flat until step 4
+    assert first.run() == "interrupted"
+    resumed = Trainer(run, progress_bar=False)
+    assert resumed.setup() == 6
+    for opt, lr in ((resumed.gan.g_optimizer, base), (resumed.gan.d_optimizer, options.model.d_lr)):
+        assert float(opt.learning_rate) == pytest.approx(lr * 0.5)  # halfway from step 4 to step 8
+    assert resumed.run() == "done"
+    assert float(resumed.gan.g_optimizer.learning_rate) == 0.0
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, image_folder):
     from gan import checkpoint as ckpt
     from gan.model import GAN
@@ -123,6 +146,16 @@ def _cli(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True)
 
 
+def test_fine_tuning_run_takes_the_model_settings_of_the_style_it_starts_from(tmp_path, tiny_style, image_folder):
+    out = _cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--init-from",
+               str(tiny_style / "default"), "--set", "ema_decay=0.99", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    model = json.loads(out.stdout)["model"]
+    assert (model["g_channels"], model["d_channels"], model["ema_decay"]) == (8, 8, 0.99)
+    missing = _cli("train", str(tmp_path / "r2"), "--data", str(image_folder), "--init-from", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "not a style folder or run directory" in missing.stderr
+
+
 def test_train_cli_dry_run_and_bad_arguments(tmp_path, image_folder):
     out = _cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--preset", "seed",
                "--steps", "9", "--bf16", "--dry-run")
@@ -135,6 +168,9 @@ def test_train_cli_dry_run_and_bad_arguments(tmp_path, image_folder):
     assert missing.returncode == 2 and "data folder not found" in missing.stderr
     typo = _cli("train", str(tmp_path / "r3"), "--data", str(image_folder), "--set", "g_chanels=3")
     assert typo.returncode == 2 and "unknown config keys" in typo.stderr
+    late = _cli("train", str(tmp_path / "r4"), "--data", str(image_folder), "--steps", "9",
+                "--lr-decay-start", "9")
+    assert late.returncode == 2 and "--lr-decay-start must be" in late.stderr
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):

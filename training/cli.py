@@ -19,7 +19,7 @@ from gan.runtime import CLIError, run_command
 log = logging.getLogger(__name__)
 
 # Options of an existing run that may change on resume (e.g. train longer); the rest are fixed.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "lr_decay_start"}
 
 
 def _model_overrides(pairs: list[str]) -> dict:
@@ -31,6 +31,24 @@ def _model_overrides(pairs: list[str]) -> dict:
         raise CLIError(str(exc)) from None
 
 
+def _init_config(init_from: str | None):
+    """The model config of the style folder or run directory a new run starts from, if any."""
+    from gan.config import TrainOptions
+    from gan.styles import StyleError, read_style
+
+    if not init_from:
+        return None
+    source = Path(init_from)
+    try:
+        if (source / "style.json").exists():
+            return read_style(source, verify_hashes=False).config
+        if (source / "options.json").exists():
+            return TrainOptions.from_dict(json.loads((source / "options.json").read_text())).model
+    except (StyleError, ValueError) as exc:
+        raise CLIError(f"cannot start from {source}: {exc}") from None
+    raise CLIError(f"--init-from {source}: not a style folder or run directory")
+
+
 def _train_options(args: argparse.Namespace):
     from gan.config import GANConfig, TrainOptions
 
@@ -38,7 +56,7 @@ def _train_options(args: argparse.Namespace):
     saved = run_dir / "options.json"
     given = {k: getattr(args, k) for k in ("data", "steps", "batch_size", "steps_per_epoch",
                                            "checkpoint_every", "crop_margin", "strategy", "seed",
-                                           "init_from", "max_images")
+                                           "init_from", "max_images", "lr_decay_start")
              if getattr(args, k) is not None}
     if args.bf16 is not None:
         given["mixed_precision"] = args.bf16
@@ -57,12 +75,19 @@ def _train_options(args: argparse.Namespace):
     if not given.get("data"):
         raise CLIError("--data is required for a new run")
     try:
-        model = GANConfig.preset_config(args.preset or "improved", **_model_overrides(args.set))
+        overrides = _model_overrides(args.set)
+        base = _init_config(given.get("init_from")) if not args.preset else None
+        if base is not None:  # fine-tuning a style: its own architecture, unless --preset says otherwise
+            model = GANConfig.from_dict({**base.to_dict(), **overrides})
+        else:
+            model = GANConfig.preset_config(args.preset or "improved", **overrides)
         options = TrainOptions(model=model, **given)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     if not Path(options.data).is_dir():
         raise CLIError(f"data folder not found: {options.data}")
+    if options.lr_decay_start is not None and not 0 <= options.lr_decay_start < options.steps:
+        raise CLIError("--lr-decay-start must be at least 0 and below --steps")
     if options.checkpoint_every < 1 or options.steps < 1 or options.batch_size < 1 or options.steps_per_epoch < 1:
         raise CLIError("steps, batch size, steps per epoch and checkpoint interval must be positive")
     return options, False
@@ -146,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     t.add_argument("--seed", type=int, help="random seed of the run")
-    t.add_argument("--init-from", help="start from a style folder or run directory (fine-tuning)")
+    t.add_argument("--init-from", help="start from a style folder or run directory (fine-tuning); "
+                                       "the run takes its model settings unless --preset is given")
     t.add_argument("--max-images", type=int, help="use at most this many images")
+    t.add_argument("--lr-decay-start", type=int, metavar="STEP",
+                   help="from this step the learning rates fall linearly to zero at --steps (default: constant)")
     t.add_argument("--dry-run", action="store_true", help="print the options and exit")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

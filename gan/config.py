@@ -116,6 +116,10 @@ class TrainOptions:
     # None: constant learning rates. N: from step N both learning rates fall linearly to zero at
     # ``steps`` (a last phase that settles the weights; a function of the step, so resuming keeps it).
     lr_decay_start: int | None = None
+    # Ramp both learning rates up from zero over the first N steps. A run started from trained
+    # weights gets fresh Adam moments, whose first updates are as large as the learning rate in every
+    # weight at once; a warm-up lets the moments settle first.
+    lr_warmup_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

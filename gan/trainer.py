@@ -53,32 +53,37 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
 
 
-class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """A learning rate that stays at ``base`` until step ``start``, then falls linearly to zero at
-    ``end``. It depends only on the optimizer's step count, which checkpoints keep, so a resumed run
-    continues on the same curve."""
+class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """``base``, ramped up linearly over the first ``warmup`` steps and, from step ``decay_start``
+    (None: never), falling linearly to zero at ``end``. It depends only on the optimizer's step
+    count, which checkpoints keep, so a resumed run continues on the same curve."""
 
-    def __init__(self, base: float, start: int, end: int) -> None:
-        self.base, self.start, self.end = float(base), int(start), int(end)
+    def __init__(self, base: float, warmup: int = 0, decay_start: int | None = None, end: int = 0) -> None:
+        self.base, self.warmup, self.decay_start, self.end = float(base), int(warmup), decay_start, int(end)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        left = (self.end - step) / float(max(1, self.end - self.start))
-        return self.base * tf.clip_by_value(left, 0.0, 1.0)
+        rate = tf.constant(self.base, tf.float32)
+        if self.warmup > 0:
+            rate *= tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+        if self.decay_start is not None:
+            left = (self.end - step) / float(max(1, self.end - self.decay_start))
+            rate *= tf.clip_by_value(left, 0.0, 1.0)
+        return rate
 
     def get_config(self) -> dict:
-        return {"base": self.base, "start": self.start, "end": self.end}
+        return {"base": self.base, "warmup": self.warmup, "decay_start": self.decay_start, "end": self.end}
 
 
 def make_optimizers(options: TrainOptions) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """Adam for the discriminator and the generator with the config's rates and betas, on the
-    options' learning-rate schedule."""
+    options' learning-rate schedule (warm-up and decay)."""
     c = options.model
 
     def rate(base: float):
-        if options.lr_decay_start is None:
+        if not options.lr_warmup_steps and options.lr_decay_start is None:
             return base
-        return LinearDecay(base, options.lr_decay_start, options.steps)
+        return LearningRate(base, options.lr_warmup_steps, options.lr_decay_start, options.steps)
 
     return (keras.optimizers.Adam(rate(c.d_lr), beta_1=c.beta1, beta_2=c.beta2),
             keras.optimizers.Adam(rate(c.g_lr), beta_1=c.beta1, beta_2=c.beta2))

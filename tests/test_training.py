@@ -89,11 +89,20 @@ def test_interrupt_saves_a_checkpoint_and_the_next_run_continues(tmp_path, image
     assert resumed.run() == "done" and resumed.step == 6
 
 
-def test_learning_rates_decay_linearly_to_zero_and_keep_their_curve_across_a_resume(tmp_path, image_folder):
+def test_learning_rate_schedule_warms_up_holds_and_decays_to_zero():
+    from gan.trainer import LearningRate
+
+    # Up from zero over 2 steps, flat until step 4, then down to zero at step 8.
+    rates = [float(LearningRate(1.0, warmup=2, decay_start=4, end=8)(s)) for s in range(10)]
+    assert rates == pytest.approx([0.5, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0, 0])
+    assert float(LearningRate(1.0)(123)) == 1.0
+
+
+def test_learning_rates_warm_up_decay_to_zero_and_keep_their_curve_across_a_resume(tmp_path, image_folder):
     from gan.trainer import Trainer
 
     run = tmp_path / "run"
-    options = _options(image_folder, steps=8, checkpoint_every=100, lr_decay_start=4)
+    options = _options(image_folder, steps=8, checkpoint_every=100, lr_decay_start=4, lr_warmup_steps=2)
     base = options.model.g_lr
 
     def stop_at_6(step, total, logs):
@@ -102,7 +111,7 @@ def test_learning_rates_decay_linearly_to_zero_and_keep_their_curve_across_a_res
 
     first = Trainer(run, options, progress_bar=False, on_progress=stop_at_6)
     first.setup()
-    assert float(first.gan.g_optimizer.learning_rate) == pytest.approx(base)  # flat until step 4
+    assert float(first.gan.g_optimizer.learning_rate) == pytest.approx(base * 0.5)  # warming up
     assert first.run() == "interrupted"
     resumed = Trainer(run, progress_bar=False)
     assert resumed.setup() == 6

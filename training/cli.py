@@ -56,7 +56,7 @@ def _train_options(args: argparse.Namespace):
     saved = run_dir / "options.json"
     given = {k: getattr(args, k) for k in ("data", "steps", "batch_size", "steps_per_epoch",
                                            "checkpoint_every", "crop_margin", "strategy", "seed",
-                                           "init_from", "max_images", "lr_decay_start")
+                                           "init_from", "max_images", "lr_decay_start", "lr_warmup_steps")
              if getattr(args, k) is not None}
     if args.bf16 is not None:
         given["mixed_precision"] = args.bf16
@@ -88,6 +88,8 @@ def _train_options(args: argparse.Namespace):
         raise CLIError(f"data folder not found: {options.data}")
     if options.lr_decay_start is not None and not 0 <= options.lr_decay_start < options.steps:
         raise CLIError("--lr-decay-start must be at least 0 and below --steps")
+    if options.lr_warmup_steps < 0:
+        raise CLIError("--lr-warmup-steps must be at least 0")
     if options.checkpoint_every < 1 or options.steps < 1 or options.batch_size < 1 or options.steps_per_epoch < 1:
         raise CLIError("steps, batch size, steps per epoch and checkpoint interval must be positive")
     return options, False
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", help="start from a style folder or run directory (fine-tuning); "
                                        "the run takes its model settings unless --preset is given")
     t.add_argument("--max-images", type=int, help="use at most this many images")
+    t.add_argument("--lr-warmup-steps", type=int, metavar="N",
+                   help="ramp the learning rates up from zero over the first N steps (default 0)")
     t.add_argument("--lr-decay-start", type=int, metavar="STEP",
                    help="from this step the learning rates fall linearly to zero at --steps (default: constant)")
     t.add_argument("--dry-run", action="store_true", help="print the options and exit")

@@ -257,7 +257,9 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     with float32_policy():
         gan = GAN(options.model)
         gan.compile()
-        step = ckpt.load_checkpoint(gan, latest)
+        # The networks only: optimizer state is not exported (and may differ between versions).
+        ckpt.load_checkpoint(gan, latest, groups=("generator", "discriminator", "ema_generator"))
+    step = ckpt.checkpoint_step(latest)
     generator = gan.inference_generator()
     if generator is gan.ema_generator:
         recalibrate_batchnorm(generator, options.model.latent_dim)

@@ -53,40 +53,20 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
 
 
-class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+class LearningRate:
     """``base``, ramped up linearly over the first ``warmup`` steps and, from step ``decay_start``
-    (None: never), falling linearly to zero at ``end``. It depends only on the optimizer's step
-    count, which checkpoints keep, so a resumed run continues on the same curve."""
+    (None: never), falling linearly to zero at ``end``: the rate for a given optimizer step."""
 
     def __init__(self, base: float, warmup: int = 0, decay_start: int | None = None, end: int = 0) -> None:
         self.base, self.warmup, self.decay_start, self.end = float(base), int(warmup), decay_start, int(end)
 
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        rate = tf.constant(self.base, tf.float32)
+    def __call__(self, step: int) -> float:
+        rate = self.base
         if self.warmup > 0:
-            rate *= tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+            rate *= min(1.0, (step + 1) / self.warmup)
         if self.decay_start is not None:
-            left = (self.end - step) / float(max(1, self.end - self.decay_start))
-            rate *= tf.clip_by_value(left, 0.0, 1.0)
+            rate *= min(1.0, max(0.0, (self.end - step) / max(1, self.end - self.decay_start)))
         return rate
-
-    def get_config(self) -> dict:
-        return {"base": self.base, "warmup": self.warmup, "decay_start": self.decay_start, "end": self.end}
-
-
-def make_optimizers(options: TrainOptions) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
-    """Adam for the discriminator and the generator with the config's rates and betas, on the
-    options' learning-rate schedule (warm-up and decay)."""
-    c = options.model
-
-    def rate(base: float):
-        if not options.lr_warmup_steps and options.lr_decay_start is None:
-            return base
-        return LearningRate(base, options.lr_warmup_steps, options.lr_decay_start, options.steps)
-
-    return (keras.optimizers.Adam(rate(c.d_lr), beta_1=c.beta1, beta_2=c.beta2),
-            keras.optimizers.Adam(rate(c.g_lr), beta_1=c.beta1, beta_2=c.beta2))
 
 
 def set_precision(mixed: bool) -> None:
@@ -125,6 +105,9 @@ class _RunCallback(keras.callbacks.Callback):
     def __init__(self, trainer: "Trainer") -> None:
         super().__init__()
         self.t = trainer
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.t.set_learning_rates()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         t = self.t
@@ -181,8 +164,7 @@ class Trainer:
         self.strategy = make_strategy(o.strategy)
         with self.strategy.scope():
             self.gan = GAN(o.model)
-            d_optimizer, g_optimizer = make_optimizers(o)
-            self.gan.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer)
+            self.gan.compile()
             self.gan.build_all()
         latest = ckpt.latest_checkpoint(self.checkpoint_dir)
         # A resumed run with a g_anchor penalty needs its starting weights again, as the anchor.
@@ -192,7 +174,19 @@ class Trainer:
         if latest is not None:
             step = ckpt.load_checkpoint(self.gan, latest)
             log.info("resumed from %s (step %d)", latest, step)
+        self.set_learning_rates()
         return step
+
+    def set_learning_rates(self) -> None:
+        """Set both optimizers' rates for the current step from the options' warm-up and decay.
+
+        The rates stay plain optimizer variables, assigned before each step, so checkpoints are the
+        same with or without a schedule and a resumed run may change it."""
+        o, step = self.options, self.step
+        for optimizer, base in ((self.gan.d_optimizer, o.model.d_lr), (self.gan.g_optimizer, o.model.g_lr)):
+            rate = LearningRate(base, o.lr_warmup_steps, o.lr_decay_start, o.steps)(step)
+            if float(optimizer.learning_rate) != rate:
+                optimizer.learning_rate.assign(rate)
 
     def _init_from(self, source: Path) -> None:
         """Start from pretrained weights: a run directory's checkpoint or a style folder."""

@@ -117,8 +117,10 @@ def test_learning_rates_warm_up_decay_to_zero_and_keep_their_curve_across_a_resu
     assert resumed.setup() == 6
     for opt, lr in ((resumed.gan.g_optimizer, base), (resumed.gan.d_optimizer, options.model.d_lr)):
         assert float(opt.learning_rate) == pytest.approx(lr * 0.5)  # halfway from step 4 to step 8
+    used = []  # the generator's rate in each step after the resume
+    resumed.on_progress = lambda step, total, logs: used.append(float(resumed.gan.g_optimizer.learning_rate))
     assert resumed.run() == "done"
-    assert float(resumed.gan.g_optimizer.learning_rate) == 0.0
+    assert used == pytest.approx([base * 0.5, base * 0.25])  # steps 6 and 7; zero would be step 8
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, image_folder):

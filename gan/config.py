@@ -43,6 +43,8 @@ class GANConfig:
     # for each latent close to the starting generator's, so a face keeps its layout while its look
     # changes. 0 turns it off.
     g_anchor: float = 0.0
+    # Compare the coarse luminance maps after taking out each one's mean and contrast.
+    g_anchor_standardize: bool = False
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled

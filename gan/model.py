@@ -83,7 +83,8 @@ class GAN(keras.Model):
             g_per_example = self.g_loss_fn(fake_logits)
             if self.anchor_generator is not None:
                 source = self.anchor_generator(z, training=False)
-                g_per_example += self.config.g_anchor * _coarse_luminance_l1(fake, source)
+                g_per_example += self.config.g_anchor * _coarse_luminance_l1(
+                    fake, source, standardize=self.config.g_anchor_standardize)
             # Sum over the global batch / global batch size: right for one device and for
             # tf.distribute, where gradients of every replica are summed.
             d_loss = tf.nn.compute_average_loss(d_per_example)
@@ -133,11 +134,18 @@ class GAN(keras.Model):
         return self.ema_generator if self.ema_generator is not None else self.generator
 
 
-def _coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """Per-example mean absolute difference of two image batches' luminance at 16x16."""
+def _coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor, standardize: bool = False) -> tf.Tensor:
+    """Per-example mean absolute difference of two image batches' luminance at 16x16.
+
+    ``standardize``: compare each map after removing its own mean and contrast, so a face may take
+    any brightness and contrast (a new style's tones) but not another layout."""
     def coarse(x: tf.Tensor) -> tf.Tensor:
         luma = tf.reduce_mean(tf.cast(x, tf.float32), axis=-1, keepdims=True)
-        return tf.nn.avg_pool2d(luma, 4, 4, "VALID")
+        luma = tf.nn.avg_pool2d(luma, 4, 4, "VALID")
+        if standardize:
+            mean, var = tf.nn.moments(luma, axes=[1, 2, 3], keepdims=True)
+            luma = (luma - mean) * tf.math.rsqrt(var + 1e-4)
+        return luma
     return tf.reduce_mean(tf.abs(coarse(a) - coarse(b)), axis=[1, 2, 3])
 
 

@@ -253,6 +253,23 @@ def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, ima
     assert float(np.mean(moved.numpy())) > 0  # training moved the generator; the anchor stayed
 
 
+def test_standardized_anchor_lets_tones_change_but_not_the_layout():
+    import tensorflow as tf
+
+    from gan.model import _coarse_luminance_l1
+
+    rng = np.random.default_rng(0)
+    layout = rng.uniform(-1, 1, (2, 8, 8, 3))  # face-like: large areas of light and dark
+    face = tf.constant(np.repeat(np.repeat(layout, 8, axis=1), 8, axis=2), tf.float32)
+    regraded = 0.4 * face - 0.3  # another brightness and contrast, same layout
+    flipped = tf.reverse(face, axis=[1])  # the same tones, another layout
+    plain, standardized = (lambda a, b: _coarse_luminance_l1(a, b)), \
+        (lambda a, b: _coarse_luminance_l1(a, b, standardize=True))
+    assert float(tf.reduce_max(standardized(regraded, face))) < 0.01
+    assert float(tf.reduce_min(plain(regraded, face))) > 0.1
+    assert float(tf.reduce_min(standardized(flipped, face))) > 0.1
+
+
 @pytest.mark.parametrize("batch_stats", [True, False])
 def test_fine_tuning_can_keep_the_discriminators_batchnorm_statistics(batch_stats):
     from gan.model import GAN

@@ -70,6 +70,11 @@ MAX_STEPS = 5000
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
                                       "d_frozen_layers": 0, "g_anchor": 1.0}
 
+# The learning rates ramp up over the first steps of a job: the default style's Adam moments are not
+# shipped, and fresh ones make the first updates as large as the learning rate in every weight at once
+# (pink, striped faces in the first sample grids).
+FINETUNE_WARMUP_STEPS = 300
+
 WORKER_INTERRUPTED = 3  # exit status of a worker that saved a checkpoint after SIGTERM
 
 _SCOPE = re.compile(r"^([a-z][a-z0-9_]{0,15}):(-?[A-Za-z0-9_]{1,64})$")
@@ -162,6 +167,7 @@ class JobSettings:
     face_cascade: str | None = None  # OpenCV cascade XML: crop anime faces from uploads
     mixed_precision: bool | None = None  # None: bfloat16 when the CPU has AMX or a GPU is present
     model_overrides: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_OVERRIDES))
+    lr_warmup_steps: int = FINETUNE_WARMUP_STEPS  # capped at a fifth of a job's budget
     jobs_dir: Path | None = None  # default: a "jobs" folder next to the database
     stop_timeout_s: float = 60.0  # how long stop() waits for workers to save a checkpoint
     job_timeout_s: float = 3 * 3600.0  # a worker running longer is killed and its job failed
@@ -789,6 +795,7 @@ class JobManager:
             "progress_interval_s": s.progress_interval_s,
             "mixed_precision": s.mixed_precision,
             "model_overrides": s.model_overrides,
+            "lr_warmup_steps": min(s.lr_warmup_steps, job.total_steps // 5),
             "seed": s.seed,
         }
 

@@ -158,7 +158,8 @@ def train_options(spec: dict[str, Any]):
         steps_per_epoch=max(1, min(int(spec["sample_every"]), steps)),
         checkpoint_every=max(1, int(spec["checkpoint_every"])),
         mixed_precision=bf16_is_fast() if mixed is None else bool(mixed),
-        init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)))
+        init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)),
+        lr_warmup_steps=int(spec.get("lr_warmup_steps", 0)))
 
 
 def run(job_dir: Path, reporter: Reporter) -> int:

@@ -65,7 +65,7 @@ MAX_STEPS = 5000
 # small set; a faster generator EMA follows a short run (0.999 would still be half the default style
 # after 1500 steps); the g_anchor penalty keeps each face's layout while its look changes (on
 # benchmarks/style.py's manga set, KID at 1000/1500 steps: 0.168/0.120 with it, 0.210/0.130 without).
-# Measured on the same set and left off, as none scored better: frozen early discriminator or
+# Measured on the same set and left off, as none scored clearly better: frozen early discriminator or
 # generator blocks (d_frozen_layers, g_frozen_layers), EMA 0.995, D BatchNorm on moving statistics,
 # a standardized anchor (g_anchor_standardize), no random crop, a learning rate decaying to zero.
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,

@@ -184,9 +184,7 @@ class Trainer:
         same with or without a schedule and a resumed run may change it."""
         o, step = self.options, self.step
         for optimizer, base in ((self.gan.d_optimizer, o.model.d_lr), (self.gan.g_optimizer, o.model.g_lr)):
-            rate = LearningRate(base, o.lr_warmup_steps, o.lr_decay_start, o.steps)(step)
-            if float(optimizer.learning_rate) != rate:
-                optimizer.learning_rate.assign(rate)
+            optimizer.learning_rate.assign(LearningRate(base, o.lr_warmup_steps, o.lr_decay_start, o.steps)(step))
 
     def _init_from(self, source: Path) -> None:
         """Start from pretrained weights: a run directory's checkpoint or a style folder."""

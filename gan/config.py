@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRESETS = ("seed", "improved")
+G_TUNES = ("all", "norm")
 LOSSES = ("bce", "hinge")
 
 
@@ -39,12 +40,23 @@ class GANConfig:
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
     g_frozen_layers: int = 0  # freeze the first N generator blocks (Dense, then each upsampling stage)
-    # Few-shot fine-tuning: weight of an L1 penalty that keeps the generator's coarse luminance (16x16)
-    # for each latent close to the starting generator's, so a face keeps its layout while its look
-    # changes. 0 turns it off.
+    # Which generator weights train. "all"; or "norm": only the BatchNorm scales and offsets and the
+    # output layer, as in batch-statistics adaptation (Noguchi & Harada 2019) for few-shot data: the
+    # frozen kernels keep each face's shapes while the per-channel scales and the output layer change
+    # its look. The BatchNorm layers keep their batch statistics in training (unlike frozen blocks).
+    g_tune: str = "all"
+    # Few-shot fine-tuning: weight of a penalty that keeps the generator's coarse luminance map
+    # (g_anchor_size squared) for each latent close to the starting generator's, so a face keeps its
+    # layout while its look changes. 0 turns it off.
     g_anchor: float = 0.0
-    # Compare the coarse luminance maps after taking out each one's mean and contrast.
+    # False: the mean absolute difference of the two maps. True: one minus their correlation, which
+    # ignores each map's brightness and contrast, so a style may change the tones but not the layout.
     g_anchor_standardize: bool = False
+    g_anchor_size: int = 16  # 16, 8 or 4
+    # Weight of the R1 penalty (Mescheder et al. 2018): gamma/2 times the squared gradient of D's
+    # logit with respect to the real images, which keeps a discriminator fed a small set from
+    # carving sharp ridges around each picture. 0 turns it off.
+    d_r1: float = 0.0
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
@@ -56,12 +68,16 @@ class GANConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.g_tune not in G_TUNES:
+            raise ValueError(f"g_tune must be one of {', '.join(G_TUNES)}")
         if self.d_norm not in ("batch", "spectral"):
             raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:
             raise ValueError("only 64x64 images are supported")
-        if self.g_anchor < 0:
-            raise ValueError("g_anchor must be at least 0")
+        if self.g_anchor_size not in (4, 8, 16):
+            raise ValueError("g_anchor_size must be 4, 8 or 16")
+        if self.g_anchor < 0 or self.d_r1 < 0:
+            raise ValueError("g_anchor and d_r1 must be at least 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.d_frozen_layers <= 4 or not 0 <= self.g_frozen_layers <= 4:

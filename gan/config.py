@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRESETS = ("seed", "improved")
-G_TUNES = ("all", "norm")
 LOSSES = ("bce", "hinge")
 
 
@@ -40,11 +39,6 @@ class GANConfig:
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
     g_frozen_layers: int = 0  # freeze the first N generator blocks (Dense, then each upsampling stage)
-    # Which generator weights train. "all"; or "norm": only the BatchNorm scales and offsets and the
-    # output layer, as in batch-statistics adaptation (Noguchi & Harada 2019) for few-shot data: the
-    # frozen kernels keep each face's shapes while the per-channel scales and the output layer change
-    # its look. The BatchNorm layers keep their batch statistics in training (unlike frozen blocks).
-    g_tune: str = "all"
     # Few-shot fine-tuning: weight of a penalty that keeps the generator's coarse luminance map
     # (g_anchor_size squared) for each latent close to the starting generator's, so a face keeps its
     # layout while its look changes. 0 turns it off.
@@ -68,8 +62,6 @@ class GANConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.g_tune not in G_TUNES:
-            raise ValueError(f"g_tune must be one of {', '.join(G_TUNES)}")
         if self.d_norm not in ("batch", "spectral"):
             raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:

@@ -9,8 +9,7 @@ import tensorflow as tf
 from gan.augment import diff_augment, parse_policy
 from gan.config import GANConfig
 from gan.losses import LOSSES
-from gan.networks import (build_discriminator, build_generator, discriminator_blocks, generator_blocks,
-                          generator_kernel_layers)
+from gan.networks import build_discriminator, build_generator, discriminator_blocks, generator_blocks
 
 
 class GAN(keras.Model):
@@ -33,9 +32,6 @@ class GAN(keras.Model):
             layer.trainable = False
         for layer in generator_blocks(self.generator, config.g_frozen_layers):
             layer.trainable = False
-        if config.g_tune == "norm":
-            for layer in generator_kernel_layers(self.generator)[:-1]:
-                layer.trainable = False
         self.ema_generator = build_generator(config) if config.ema_decay > 0 else None
         if self.ema_generator is not None:
             self.ema_generator.trainable = False

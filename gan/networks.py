@@ -146,11 +146,6 @@ def discriminator_blocks(discriminator: keras.Model, count: int) -> list[keras.l
     return [layer for layer in discriminator.layers if layer.name in names]
 
 
-def generator_kernel_layers(generator: keras.Model) -> list[keras.layers.Layer]:
-    """The generator's layers with a kernel (Dense, transposed convolutions), input to output."""
-    return [layer for layer in generator.layers if isinstance(layer, (layers.Dense, layers.Conv2DTranspose))]
-
-
 def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.Layer]:
     """The layers of the first ``count`` generator blocks, for freezing.
 
@@ -160,9 +155,8 @@ def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.La
     """
     blocks: list[keras.layers.Layer] = []
     index = -1
-    starts = {id(layer) for layer in generator_kernel_layers(generator)}
     for layer in generator.layers:
-        if id(layer) in starts:
+        if isinstance(layer, (layers.Dense, layers.Conv2DTranspose)):
             index += 1
         if 0 <= index < count:
             blocks.append(layer)

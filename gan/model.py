@@ -175,14 +175,19 @@ def recalibrate_batchnorm(generator: keras.Model, latent_dim: int, batches: int 
     bns = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not bns:
         return
-    saved = [bn.momentum for bn in bns]
+    # A frozen BatchNorm layer (the EMA generator is frozen) ignores training=True and never updates
+    # its statistics, so each layer is unfrozen for the duration.
+    saved = [(bn.momentum, bn.trainable) for bn in bns]
     rng = np.random.default_rng(seed)
     try:
+        for bn in bns:
+            bn.trainable = True
         for i in range(batches):
             for bn in bns:
                 bn.momentum = i / (i + 1.0)  # cumulative average: new = old*i/(i+1) + batch/(i+1)
             z = rng.standard_normal((batch_size, latent_dim)).astype("float32")
             generator(z, training=True)
     finally:
-        for bn, m in zip(bns, saved):
-            bn.momentum = m
+        for bn, (momentum, trainable) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.trainable = trainable

@@ -315,3 +315,27 @@ def test_r1_penalty_flattens_the_discriminator_around_real_images():
     assert slope_after_training(10.0) < 0.5 * slope_after_training(0.0)
     with pytest.raises(ValueError, match="d_r1"):
         tiny_config(d_r1=-1.0)
+
+
+def test_batchnorm_recalibration_reaches_the_frozen_ema_generator():
+    """Exports and sample grids recalibrate the EMA generator's BatchNorm statistics for its own
+    weights. The EMA generator is frozen, and a frozen BatchNorm ignores training=True, so without
+    care the recalibration silently kept the live generator's statistics."""
+    import keras
+
+    from gan.model import GAN, recalibrate_batchnorm
+
+    gan = GAN(tiny_config(ema_decay=0.9))
+    ema, live = gan.ema_generator, gan.generator
+    assert not ema.trainable
+    bns = lambda g: [l for l in g.layers if isinstance(l, keras.layers.BatchNormalization)]  # noqa: E731
+    recalibrate_batchnorm(ema, 128, batches=8, batch_size=256)
+    # What each BatchNorm sees with batch statistics, from the same weights in a trainable copy.
+    probe = keras.Model(live.input, [bn.input for bn in bns(live)])
+    z = np.random.default_rng(1).standard_normal((2048, 128)).astype("float32")
+    inputs = probe(z, training=True)
+    for bn, x in zip(bns(ema), inputs):
+        x = np.asarray(x).reshape(-1, x.shape[-1])
+        assert np.abs(bn.moving_mean.numpy() - x.mean(0)).mean() < 0.05 * x.std()
+        assert np.abs(bn.moving_variance.numpy() / x.var(0) - 1).mean() < 0.1
+    assert not ema.trainable and all(not bn.trainable for bn in bns(ema))

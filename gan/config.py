@@ -38,7 +38,12 @@ class GANConfig:
     ema_decay: float = 0.999  # 0 turns the generator EMA off
     diffaugment: str = ""  # comma-separated DiffAugment policy, e.g. "color,translation,cutout"
     d_frozen_layers: int = 0  # freeze the first N discriminator conv blocks (few-shot fine-tuning)
-    g_frozen_layers: int = 0  # freeze the first N generator blocks (Dense, then each upsampling stage)
+    # Freeze the first N generator blocks: the Dense layer, then each upsampling stage; 5 freezes the
+    # whole base generator (with a style head, only the head trains).
+    g_frozen_layers: int = 0
+    # Width of a style head: small convolutions after the generator's output that restyle its faces
+    # (see gan.networks._image). 0: none. A custom style trains one on a frozen default style.
+    g_head: int = 0
     # Few-shot fine-tuning: weight of a penalty that keeps the generator's coarse luminance map
     # (g_anchor_size squared) for each latent close to the starting generator's, so a face keeps its
     # layout while its look changes. 0 turns it off.
@@ -72,8 +77,12 @@ class GANConfig:
             raise ValueError("g_anchor and d_r1 must be at least 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
-        if not 0 <= self.d_frozen_layers <= 4 or not 0 <= self.g_frozen_layers <= 4:
-            raise ValueError("d_frozen_layers and g_frozen_layers must be in 0..4")
+        if not 0 <= self.d_frozen_layers <= 4:
+            raise ValueError("d_frozen_layers must be in 0..4")
+        if not 0 <= self.g_frozen_layers <= 5:
+            raise ValueError("g_frozen_layers must be in 0..5")
+        if self.g_head < 0:
+            raise ValueError("g_head must be at least 0")
         if self.latent_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
             raise ValueError("latent_dim and channel counts must be positive")
 

@@ -44,8 +44,7 @@ def _seed_generator(config: GANConfig) -> keras.Model:
         x = layers.BatchNormalization()(x)
         x = layers.LeakyReLU(0.3)(x)
     x = layers.Conv2DTranspose(3, 5, strides=2, padding="same", use_bias=False)(x)
-    out = layers.Activation("tanh", dtype="float32", name="image")(x)
-    return keras.Model(z, out, name="seed_generator")
+    return keras.Model(z, _image(x, config), name="seed_generator")
 
 
 def _seed_discriminator(config: GANConfig) -> keras.Model:
@@ -116,8 +115,28 @@ def _improved_generator(config: GANConfig) -> keras.Model:
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
     x = layers.Conv2DTranspose(3, 4, strides=2, padding="same")(x)
-    out = layers.Activation("tanh", dtype="float32", name="image")(x)
-    return keras.Model(z, out, name="improved_generator")
+    return keras.Model(z, _image(x, config), name="improved_generator")
+
+
+HEAD_PREFIX = "head_"
+
+
+def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
+    """The output image: tanh of the last layer, plus the style head's residual when there is one.
+
+    The style head (``g_head`` channels) is three 3x3 convolutions that see the base image and add
+    a correction before the tanh. Its last layer starts at zero, so a fresh head draws exactly the
+    base generator's faces; with a 7x7-pixel reach it can restyle strokes, tones and texture but
+    cannot move a face's eyes or hair, which few-shot fine-tuning of the whole generator did."""
+    if not config.g_head:
+        return layers.Activation("tanh", dtype="float32", name="image")(x)
+    h = layers.Activation("tanh", name=f"{HEAD_PREFIX}input")(x)
+    for i in range(2):
+        h = layers.Conv2D(config.g_head, 3, padding="same", name=f"{HEAD_PREFIX}conv{i}")(h)
+        h = layers.LeakyReLU(0.2, name=f"{HEAD_PREFIX}act{i}")(h)
+    h = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name=f"{HEAD_PREFIX}out")(h)
+    x = layers.Add(name=f"{HEAD_PREFIX}add")([x, h])
+    return layers.Activation("tanh", dtype="float32", name="image")(x)
 
 
 def _improved_discriminator(config: GANConfig) -> keras.Model:
@@ -146,6 +165,11 @@ def discriminator_blocks(discriminator: keras.Model, count: int) -> list[keras.l
     return [layer for layer in discriminator.layers if layer.name in names]
 
 
+def base_generator_layers(generator: keras.Model) -> list[keras.layers.Layer]:
+    """The generator's layers without its style head, in order."""
+    return [layer for layer in generator.layers if not layer.name.startswith(HEAD_PREFIX)]
+
+
 def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.Layer]:
     """The layers of the first ``count`` generator blocks, for freezing.
 
@@ -155,7 +179,7 @@ def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.La
     """
     blocks: list[keras.layers.Layer] = []
     index = -1
-    for layer in generator.layers:
+    for layer in base_generator_layers(generator):
         if isinstance(layer, (layers.Dense, layers.Conv2DTranspose)):
             index += 1
         if 0 <= index < count:

@@ -149,12 +149,31 @@ def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
     info = read_style(folder)
     # Training-only settings (learning rates, augmentation, frozen layers) may differ; shapes may not.
     arch = ("preset", "latent_dim", "image_size", "g_channels", "d_channels")
-    if any(getattr(info.config, k) != getattr(gan.config, k) for k in arch):
+    if any(getattr(info.config, k) != getattr(gan.config, k) for k in arch) or (
+            info.config.g_head and info.config.g_head != gan.config.g_head):
         raise StyleError(f"style {info.name!r} has another architecture than this run")
-    _load_weights(gan.generator, info.path / GENERATOR_FILE)
+    if gan.config.g_head and not info.config.g_head:
+        _load_base_generator(gan.generator, info)  # a new style head on a style without one
+    else:
+        _load_weights(gan.generator, info.path / GENERATOR_FILE)
     if info.has_discriminator:
         _load_weights(gan.discriminator, info.path / DISCRIMINATOR_FILE)
     return info
+
+
+def _load_base_generator(generator: keras.Model, info: StyleInfo) -> None:
+    """Load a style without a style head into the base layers of a generator with one; the head
+    keeps its fresh weights (which start by drawing the base faces unchanged)."""
+    from gan.networks import base_generator_layers, build_generator
+
+    plain = build_generator(info.config)
+    _load_weights(plain, info.path / GENERATOR_FILE)
+    sources = [layer for layer in plain.layers if layer.weights]
+    targets = [layer for layer in base_generator_layers(generator) if layer.weights]
+    if len(sources) != len(targets):
+        raise StyleError(f"style {info.name!r} has another architecture than this run")
+    for source, target in zip(sources, targets):
+        target.set_weights(source.get_weights())
 
 
 def list_styles(root: str | os.PathLike) -> list[StyleInfo]:

@@ -123,7 +123,7 @@ def test_frozen_blocks_stay_fixed_while_the_rest_trains():
     assert g_changed == [False, False, False, True, True]  # Dense, 2 ConvT frozen; 2 ConvT train
     assert d_changed == [False, True, True, True, True]  # conv0 frozen; conv1-3 and the logit train
     with pytest.raises(ValueError, match="g_frozen_layers"):
-        tiny_config(g_frozen_layers=5)
+        tiny_config(g_frozen_layers=6)
 
 
 def test_diffaugment_keeps_shape_and_changes_images():
@@ -339,3 +339,33 @@ def test_batchnorm_recalibration_reaches_the_frozen_ema_generator():
         assert np.abs(bn.moving_mean.numpy() - x.mean(0)).mean() < 0.05 * x.std()
         assert np.abs(bn.moving_variance.numpy() / x.var(0) - 1).mean() < 0.1
     assert not ema.trainable and all(not bn.trainable for bn in bns(ema))
+
+
+def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_style):
+    """A custom style may add a style head on a frozen default style: it first draws exactly the
+    default's faces, then training changes the head alone, never the default's weights."""
+    import dataclasses
+
+    from gan.latents import latents_for_seeds
+    from gan.model import GAN
+    from gan.styles import load_generator, load_style_into, read_style
+
+    default = tiny_style / "default"
+    config = dataclasses.replace(read_style(default).config, g_head=8, g_frozen_layers=5)
+    gan = GAN(config)
+    gan.compile()
+    load_style_into(default, gan)
+    base, _ = load_generator(default)
+    z = latents_for_seeds(list(range(6)), config.latent_dim)
+    np.testing.assert_allclose(gan.generator(z, training=False), base(z, training=False), atol=1e-6)
+
+    head = lambda: [w.numpy().copy() for w in gan.generator.weights if "head_" in w.path]  # noqa: E731
+    rest = lambda: [w.numpy().copy() for w in gan.generator.weights if "head_" not in w.path]  # noqa: E731
+    head_before, rest_before = head(), rest()
+    assert head_before and len(rest_before) == len(base.weights)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    for _ in range(3):
+        gan.train_step(real)
+    assert all(np.array_equal(a, b) for a, b in zip(rest_before, rest()))
+    assert not all(np.array_equal(a, b) for a, b in zip(head_before, head()))
+    assert not np.array_equal(gan.generator(z, training=False), base(z, training=False))

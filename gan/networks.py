@@ -8,6 +8,7 @@ logit stay float32, so losses and pixels are exact regardless of the policy.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -119,24 +120,33 @@ def _improved_generator(config: GANConfig) -> keras.Model:
 
 
 HEAD_PREFIX = "head_"
+HEAD_COLOUR = f"{HEAD_PREFIX}colour"
 
 
 def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
-    """The output image: tanh of the last layer, plus the style head's residual when there is one.
+    """The output image: tanh of the last layer, restyled by the style head when there is one.
 
-    The style head (``g_head`` channels) is three 3x3 convolutions that see the base image and add
-    a correction before the tanh. Its last layer starts at zero, so a fresh head draws exactly the
-    base generator's faces; with a 7x7-pixel reach it can restyle strokes, tones and texture but
-    cannot move a face's eyes or hair, which few-shot fine-tuning of the whole generator did."""
+    The style head (``g_head`` channels) sees the base image and adds two things: a per-pixel
+    colour transform (a 1x1 convolution, fitted to the training pictures' colours when a run
+    starts; see ``gan.trainer.fit_head_colour``) and a correction from three 3x3 convolutions whose
+    last layer starts at zero. A fresh head thus draws exactly the base generator's faces; with a
+    7x7-pixel reach it can restyle colours, strokes and texture but cannot move a face's eyes or
+    hair, which few-shot fine-tuning of the whole generator did. The sum is clipped to the image
+    range [-1, 1]."""
     if not config.g_head:
         return layers.Activation("tanh", dtype="float32", name="image")(x)
-    h = layers.Activation("tanh", name=f"{HEAD_PREFIX}input")(x)
+    base = layers.Activation("tanh", name=f"{HEAD_PREFIX}input")(x)
+    identity = keras.initializers.Constant(np.eye(3, dtype="float32").reshape(1, 1, 3, 3))
+    colour = layers.Conv2D(3, 1, kernel_initializer=identity, name=HEAD_COLOUR)(base)
+    h = base
     for i in range(2):
         h = layers.Conv2D(config.g_head, 3, padding="same", name=f"{HEAD_PREFIX}conv{i}")(h)
         h = layers.LeakyReLU(0.2, name=f"{HEAD_PREFIX}act{i}")(h)
     h = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name=f"{HEAD_PREFIX}out")(h)
-    x = layers.Add(name=f"{HEAD_PREFIX}add")([x, h])
-    return layers.Activation("tanh", dtype="float32", name="image")(x)
+    x = layers.Add(name=f"{HEAD_PREFIX}add")([colour, h])
+    x = layers.Rescaling(1.0, offset=1.0, name=f"{HEAD_PREFIX}shift")(x)
+    x = layers.ReLU(max_value=2.0, name=f"{HEAD_PREFIX}clip")(x)
+    return layers.Rescaling(1.0, offset=-1.0, dtype="float32", name="image")(x)
 
 
 def _improved_discriminator(config: GANConfig) -> keras.Model:

@@ -149,6 +149,7 @@ class Trainer:
         self.gan: GAN | None = None
         self.data_stats = None
         self._writer = None
+        self.fresh_head = False  # a style head new to this run: its colour layer is fitted to the data
 
     # -- setup ---------------------------------------------------------------------------------
     def setup(self) -> int:
@@ -194,7 +195,8 @@ class Trainer:
         else:
             from gan.styles import load_style_into  # style folder: verified weights only
 
-            load_style_into(source, self.gan)
+            info = load_style_into(source, self.gan)
+            self.fresh_head = bool(self.gan.config.g_head and not info.config.g_head)
         for copy in (self.gan.ema_generator, self.gan.anchor_generator):
             if copy is not None:
                 copy.set_weights(self.gan.generator.get_weights())
@@ -257,6 +259,9 @@ class Trainer:
             return "done"
         images, self.data_stats = load_folder(o.data, o.model.image_size + o.crop_margin, o.max_images)
         log.info("data: %s", self.data_stats.summary())
+        if start == 0 and self.fresh_head:
+            self.gan.fit_head_colour(images)
+            log.info("style head: colours fitted to the data")
         # The global batch: under tf.distribute, fit splits each batch across the replicas.
         dataset = make_dataset(images, o.batch_size, o.model.image_size, o.crop_margin, seed=o.seed + start)
         callback = _RunCallback(self)

@@ -324,3 +324,45 @@ def test_augmentation_is_an_exact_crop_and_flip_of_the_source():
         candidates = [im[y:y + 64, x:x + 64] for im in images for y in range(5) for x in range(5)]
         assert any(np.array_equal(out, c) or np.array_equal(out, c[:, ::-1]) for c in candidates), \
             "an augmented image is not a pixel-exact crop (or mirrored crop) of a training image"
+
+
+def test_colour_transfer_matches_the_targets_mean_and_covariance():
+    from gan.model import colour_transfer
+
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(5000, 3)) @ np.array([[0.5, 0.1, 0.0], [0.2, 0.3, 0.1], [0.0, 0.2, 0.6]]) + 0.2
+    gray = np.repeat(rng.uniform(-1, 1, (4000, 1)), 3, axis=1)  # a grayscale picture set
+    matrix, offset = colour_transfer(source, gray)
+    moved = source @ matrix.T + offset
+    np.testing.assert_allclose(moved.mean(0), gray.mean(0), atol=1e-6)
+    np.testing.assert_allclose(np.cov(moved.T), np.cov(gray.T), atol=1e-3)
+    assert np.abs(moved - moved.mean(1, keepdims=True)).max() < 0.05  # every pixel turned gray
+
+
+def test_a_new_style_head_starts_with_the_colours_of_its_pictures(tmp_path, image_folder):
+    """Fine-tuning with a style head fits the head's colour layer to the pictures first, so even
+    after two steps the style draws in their colours (here an amber cast), unlike the default."""
+    import dataclasses
+
+    from gan.inference import AvatarGenerator
+    from gan.styles import export_run, read_style
+    from gan.trainer import Trainer
+
+    amber = tmp_path / "amber"
+    amber.mkdir()
+    for i, path in enumerate(sorted(make_image_folder(tmp_path / "src", 12).iterdir())):
+        rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) * [1.0, 0.6, 0.2]
+        Image.fromarray(rgb.astype(np.uint8)).save(amber / f"{i}.png")
+    Trainer(tmp_path / "base", _options(image_folder, steps=2), progress_bar=False).run()
+    default = export_run(tmp_path / "base", "base", tmp_path / "weights")
+    model = dataclasses.replace(read_style(default).config, g_head=4, g_frozen_layers=5)
+    run = tmp_path / "run"
+    Trainer(run, _options(amber, model=model, steps=2, init_from=str(default)), progress_bar=False).run()
+    style = export_run(run, "amber", tmp_path / "weights")
+
+    def mean_colour(faces: np.ndarray) -> np.ndarray:
+        return faces.reshape(-1, 3).astype(np.float64).mean(0)
+
+    pictures = mean_colour(np.stack([np.asarray(Image.open(p)) for p in amber.iterdir()]))
+    assert np.abs(mean_colour(AvatarGenerator.load(style).generate(list(range(8)))) - pictures).max() < 10
+    assert np.abs(mean_colour(AvatarGenerator.load(default).generate(list(range(8)))) - pictures).max() > 40

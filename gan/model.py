@@ -141,7 +141,8 @@ class GAN(keras.Model):
 
         Without it the discriminator's first lesson on a grayscale set was "the colours are wrong";
         it won outright within 200 steps, and its gradients then drove the faces to saturated
-        yellow and blue instead of gray (benchmarks/style.py's manga set)."""
+        yellow and blue instead of gray (benchmarks/style.py's manga set). The layer is not
+        trained: a trainable one drifted from gray to saturated red within 400 steps."""
         generator = self.generator
         base = keras.Model(generator.input, generator.get_layer("head_input").output)
         z = np.random.default_rng(seed).standard_normal((samples, self.config.latent_dim)).astype("float32")

@@ -126,24 +126,24 @@ HEAD_COLOUR = f"{HEAD_PREFIX}colour"
 def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
     """The output image: tanh of the last layer, restyled by the style head when there is one.
 
-    The style head (``g_head`` channels) sees the base image and adds two things: a per-pixel
-    colour transform (a 1x1 convolution, fitted to the training pictures' colours when a run
-    starts; see ``gan.trainer.fit_head_colour``) and a correction from three 3x3 convolutions whose
-    last layer starts at zero. A fresh head thus draws exactly the base generator's faces; with a
-    7x7-pixel reach it can restyle colours, strokes and texture but cannot move a face's eyes or
-    hair, which few-shot fine-tuning of the whole generator did. The sum is clipped to the image
-    range [-1, 1]."""
+    The style head (``g_head`` channels) adds to the base image a correction from three 3x3
+    convolutions whose last layer starts at zero, then maps the colours with a fixed 1x1
+    convolution fitted to the training pictures when a run starts (``GAN.fit_head_colour``), and
+    clips to the image range. A fresh head thus draws the base generator's faces in the pictures'
+    colours. With a 7x7-pixel reach it can restyle strokes, tones and texture but cannot move a
+    face's eyes or hair (as few-shot fine-tuning of the whole generator did), and as the colour map
+    comes last, a grayscale set's style stays gray whatever the correction does."""
     if not config.g_head:
         return layers.Activation("tanh", dtype="float32", name="image")(x)
     base = layers.Activation("tanh", name=f"{HEAD_PREFIX}input")(x)
-    identity = keras.initializers.Constant(np.eye(3, dtype="float32").reshape(1, 1, 3, 3))
-    colour = layers.Conv2D(3, 1, kernel_initializer=identity, name=HEAD_COLOUR)(base)
     h = base
     for i in range(2):
         h = layers.Conv2D(config.g_head, 3, padding="same", name=f"{HEAD_PREFIX}conv{i}")(h)
         h = layers.LeakyReLU(0.2, name=f"{HEAD_PREFIX}act{i}")(h)
     h = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name=f"{HEAD_PREFIX}out")(h)
-    x = layers.Add(name=f"{HEAD_PREFIX}add")([colour, h])
+    x = layers.Add(name=f"{HEAD_PREFIX}add")([base, h])
+    identity = keras.initializers.Constant(np.eye(3, dtype="float32").reshape(1, 1, 3, 3))
+    x = layers.Conv2D(3, 1, kernel_initializer=identity, trainable=False, name=HEAD_COLOUR)(x)
     x = layers.Rescaling(1.0, offset=1.0, name=f"{HEAD_PREFIX}shift")(x)
     x = layers.ReLU(max_value=2.0, name=f"{HEAD_PREFIX}clip")(x)
     return layers.Rescaling(1.0, offset=-1.0, dtype="float32", name="image")(x)

@@ -44,14 +44,12 @@ class GANConfig:
     # Width of a style head: small convolutions after the generator's output that restyle its faces
     # (see gan.networks._image). 0: none. A custom style trains one on a frozen default style.
     g_head: int = 0
-    # Few-shot fine-tuning: weight of a penalty that keeps the generator's coarse luminance map
-    # (g_anchor_size squared) for each latent close to the starting generator's, so a face keeps its
-    # layout while its look changes. 0 turns it off.
+    # Few-shot fine-tuning: weight of an L1 penalty that keeps the generator's coarse luminance (16x16)
+    # for each latent close to the starting generator's, so a face keeps its layout while its look
+    # changes. 0 turns it off.
     g_anchor: float = 0.0
-    # False: the mean absolute difference of the two maps. True: one minus their correlation, which
-    # ignores each map's brightness and contrast, so a style may change the tones but not the layout.
+    # Compare the coarse luminance maps after taking out each one's mean and contrast.
     g_anchor_standardize: bool = False
-    g_anchor_size: int = 16  # 16, 8 or 4
     # Weight of the R1 penalty (Mescheder et al. 2018): gamma/2 times the squared gradient of D's
     # logit with respect to the real images, which keeps a discriminator fed a small set from
     # carving sharp ridges around each picture. 0 turns it off.
@@ -71,8 +69,6 @@ class GANConfig:
             raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:
             raise ValueError("only 64x64 images are supported")
-        if self.g_anchor_size not in (4, 8, 16):
-            raise ValueError("g_anchor_size must be 4, 8 or 16")
         if self.g_anchor < 0 or self.d_r1 < 0:
             raise ValueError("g_anchor and d_r1 must be at least 0")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -93,8 +93,8 @@ class GAN(keras.Model):
             g_per_example = self.g_loss_fn(fake_logits)
             if self.anchor_generator is not None:
                 source = self.anchor_generator(z, training=False)
-                g_per_example += self.config.g_anchor * anchor_distance(
-                    fake, source, self.config.g_anchor_size, standardize=self.config.g_anchor_standardize)
+                g_per_example += self.config.g_anchor * _coarse_luminance_l1(
+                    fake, source, standardize=self.config.g_anchor_standardize)
             # Sum over the global batch / global batch size: right for one device and for
             # tf.distribute, where gradients of every replica are summed.
             d_loss = tf.nn.compute_average_loss(d_per_example)
@@ -165,24 +165,18 @@ class GAN(keras.Model):
         return self.ema_generator if self.ema_generator is not None else self.generator
 
 
-def anchor_distance(a: tf.Tensor, b: tf.Tensor, size: int = 16, standardize: bool = False) -> tf.Tensor:
-    """Per-example distance of two image batches' luminance maps at ``size`` x ``size``.
+def _coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor, standardize: bool = False) -> tf.Tensor:
+    """Per-example mean absolute difference of two image batches' luminance at 16x16.
 
-    Plain: the mean absolute difference. ``standardize``: one minus the maps' correlation, so a face
-    may take any brightness and contrast (a new style's tones) but not another layout. On
-    benchmarks/style.py's manga set the correlation at 8x8 tells the manga filter applied to a face
-    (0.10) from a fine-tune whose faces had lost their layout (0.29); the plain distance at 16x16
-    barely did (0.40 against 0.45)."""
+    ``standardize``: compare each map after removing its own mean and contrast, so a face may take
+    any brightness and contrast (a new style's tones) but not another layout."""
     def coarse(x: tf.Tensor) -> tf.Tensor:
         luma = tf.reduce_mean(tf.cast(x, tf.float32), axis=-1, keepdims=True)
-        k = luma.shape[1] // size
-        luma = tf.nn.avg_pool2d(luma, k, k, "VALID")
+        luma = tf.nn.avg_pool2d(luma, 4, 4, "VALID")
         if standardize:
             mean, var = tf.nn.moments(luma, axes=[1, 2, 3], keepdims=True)
             luma = (luma - mean) * tf.math.rsqrt(var + 1e-4)
         return luma
-    if standardize:
-        return 1.0 - tf.reduce_mean(coarse(a) * coarse(b), axis=[1, 2, 3])
     return tf.reduce_mean(tf.abs(coarse(a) - coarse(b)), axis=[1, 2, 3])
 
 

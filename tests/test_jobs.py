@@ -365,10 +365,12 @@ def test_worker_fine_tunes_the_default_style_with_the_jobs_settings(env, tmp_pat
 
     spec = {"init_from": str(env.default), "data_dir": str(tmp_path / "data"), "steps": 40, "batch_size": 4,
             "sample_every": 10, "checkpoint_every": 5, "mixed_precision": False, "seed": 3,
-            "model_overrides": {"g_anchor": 2.0, "g_anchor_standardize": True}, "lr_warmup_steps": 8}
+            "model_overrides": {"g_anchor": 2.0, "g_anchor_standardize": True}, "lr_warmup_steps": 8,
+            "lr_decay_start": 8}
     options = train_options(spec)
     assert options.lr_warmup_steps == 8 and options.steps == 40 and options.init_from == str(env.default)
+    assert options.lr_decay_start == 8
     # The default style's architecture, with the fine-tuning settings on top.
     assert (options.model.g_channels, options.model.g_anchor, options.model.g_anchor_standardize) == (8, 2.0, True)
-    del spec["lr_warmup_steps"]  # a job queued by an older version
-    assert train_options(spec).lr_warmup_steps == 0
+    del spec["lr_warmup_steps"], spec["lr_decay_start"]  # a job queued by an older version
+    assert train_options(spec).lr_warmup_steps == 0 and train_options(spec).lr_decay_start is None

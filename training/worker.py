@@ -159,7 +159,8 @@ def train_options(spec: dict[str, Any]):
         checkpoint_every=max(1, int(spec["checkpoint_every"])),
         mixed_precision=bf16_is_fast() if mixed is None else bool(mixed),
         init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)),
-        lr_warmup_steps=int(spec.get("lr_warmup_steps", 0)))
+        lr_warmup_steps=int(spec.get("lr_warmup_steps", 0)),
+        lr_decay_start=None if spec.get("lr_decay_start") is None else int(spec["lr_decay_start"]))
 
 
 def run(job_dir: Path, reporter: Reporter) -> int:

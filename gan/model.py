@@ -9,8 +9,8 @@ import tensorflow as tf
 from gan.augment import diff_augment, parse_policy
 from gan.config import GANConfig
 from gan.losses import LOSSES
-from gan.networks import (HEAD_COLOUR, build_discriminator, build_generator, discriminator_blocks,
-                          generator_blocks)
+from gan.networks import (HEAD_COLOUR, HEAD_PREFIX, build_discriminator, build_generator,
+                          discriminator_blocks, generator_blocks)
 
 
 class GAN(keras.Model):
@@ -144,7 +144,7 @@ class GAN(keras.Model):
         yellow and blue instead of gray (benchmarks/style.py's manga set). The layer is not
         trained: a trainable one drifted from gray to saturated red within 400 steps."""
         generator = self.generator
-        base = keras.Model(generator.input, generator.get_layer("head_input").output)
+        base = keras.Model(generator.input, generator.get_layer(f"{HEAD_PREFIX}input").output)
         z = np.random.default_rng(seed).standard_normal((samples, self.config.latent_dim)).astype("float32")
         source = np.asarray(base(z, training=False), np.float64).reshape(-1, 3)
         target = images.reshape(-1, 3).astype(np.float64) / 127.5 - 1.0

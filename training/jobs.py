@@ -69,10 +69,11 @@ MAX_STEPS = 5000
 # manga set. DiffAugment on real and fake images keeps the discriminator from memorising a small
 # set; a faster generator EMA follows a short run. The learning rates are set here, not taken from
 # the default style, whose own training may have used others.
-# Measured on the manga set and left off: frozen early discriminator blocks (d_frozen_layers),
-# D BatchNorm on moving statistics, an R1 penalty of 1, a learning rate decaying to zero, training
-# only the generator's BatchNorm scales (it drifted to pink), a lower discriminator rate (2e-5:
-# the faces collapsed into stripes).
+# Measured on the manga set and left off. With the head: a slower EMA (0.998) and an R1 penalty
+# (d_r1=0.001), neither better. With the whole generator trained: frozen early discriminator blocks,
+# D BatchNorm on moving statistics, a standardized anchor, training only the generator's BatchNorm
+# scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate of 2e-5 (both
+# collapsed into pink stripes).
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
                                       "d_frozen_layers": 0, "g_frozen_layers": 5, "g_head": 32,
                                       "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4}

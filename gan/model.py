@@ -120,8 +120,10 @@ class GAN(keras.Model):
             # Same build code, same order: pair weights by position. The EMA model is frozen, so
             # whether a weight is averaged is decided by the live generator.
             trainable = {id(w) for w in self.generator.trainable_weights}
+            # Weights of frozen layers (a whole base generator under a style head) never change.
+            frozen = {id(w) for layer in self.generator.layers if not layer.trainable for w in layer.weights}
             pairs = [(e, w, id(w) in trainable)
-                     for e, w in zip(self.ema_generator.weights, self.generator.weights)]
+                     for e, w in zip(self.ema_generator.weights, self.generator.weights) if id(w) not in frozen]
 
             @tf.function
             def ema_step() -> None:

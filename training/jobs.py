@@ -78,9 +78,9 @@ FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout",
                                       "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4}
 
 # The learning rates ramp up over the first steps of a job: the default style's Adam moments are not
-# shipped, and fresh ones make the first updates as large as the learning rate in every weight at once
-# (likely why, without it, the sample grids of steps 200-400 showed pink, striped faces). It keeps the first grids clean; the KID
-# at 1500 steps was the same (manga set: 0.146 with it, 0.145 without).
+# shipped, and fresh ones make the first updates as large as the learning rate in every weight at once.
+# Measured in session 4 when jobs trained the whole generator: without the warm-up the sample grids of
+# steps 200-400 showed pink, striped faces; the KID at 1500 steps was the same (0.146 with, 0.145 without).
 FINETUNE_WARMUP_STEPS = 300
 
 WORKER_INTERRUPTED = 3  # exit status of a worker that saved a checkpoint after SIGTERM

@@ -56,8 +56,9 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
 # Fine-tuning budget: 1500 steps of 64 images (96,000 images). With the style head (only the head and
-# the discriminator train) benchmarks/style.py trained at 401 images/s with bfloat16 on an idle 2-core
-# CPU, and a job took 264 s from upload to registered style, well within 10 minutes.
+# the discriminator train) and the R1 penalty (a second backward pass through D, about 60% more time per
+# step), benchmarks/style.py trained at 244 images/s with bfloat16 on a 2-core CPU, and a job took
+# 458 s from upload to registered style, within the 10 minutes users are promised.
 DEFAULT_STEPS = 1500
 MAX_STEPS = 5000
 # Few-shot fine-tuning. The default style stays frozen (g_frozen_layers=5) and a style head learns
@@ -68,14 +69,20 @@ MAX_STEPS = 5000
 # manga set. DiffAugment on real and fake images keeps the discriminator from memorising a small
 # set; a faster generator EMA follows a short run. The learning rates are set here, not taken from
 # the default style, whose own training may have used others.
-# Measured on the manga set and left off. With the head: a slower EMA (0.998) and an R1 penalty
-# (d_r1=0.001), neither better. With the whole generator trained: frozen early discriminator blocks,
+# An R1 penalty on the discriminator (d_r1=0.05) keeps it from winning outright (D(fake) 0.1-0.3
+# instead of 0.01-0.05): without it the head drew wavy hatching over the faces, with it clean ink
+# and flat tones (KID to the manga set at 1500 steps 0.106; 0.116 without; 0.127 with 0.2, 0.145
+# with 1.0, 0.162 with 0.001).
+# Measured on the manga set and left off. With the head: a slower EMA (0.998); DiffAugment without
+# "color"; a PatchGAN discriminator (18x18 patches, 0.197); a sliced-Wasserstein texture loss on 5x5
+# patches, alone (0.204) or added to the adversarial loss (0.165 at 1000 steps); a clip that passes
+# gradients through (black-and-white blots). With the whole generator trained: frozen early discriminator blocks,
 # D BatchNorm on moving statistics, a standardized anchor, training only the generator's BatchNorm
 # scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate of 2e-5 (both
 # collapsed into pink stripes).
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
                                       "d_frozen_layers": 0, "g_frozen_layers": 5, "g_head": 32,
-                                      "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4}
+                                      "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4, "d_r1": 0.05}
 
 # The learning rates ramp up over the first steps of a job: the default style's Adam moments are not
 # shipped, and fresh ones make the first updates as large as the learning rate in every weight at once.

@@ -70,14 +70,14 @@ MAX_STEPS = 5000
 # set; a faster generator EMA follows a short run. The learning rates are set here, not taken from
 # the default style, whose own training may have used others.
 # An R1 penalty on the discriminator (d_r1=0.05) keeps it from winning outright (D(fake) 0.1-0.3
-# instead of 0.01-0.05): without it the head drew wavy hatching over the faces, with it clean ink
-# and flat tones (KID to the manga set at 1500 steps 0.106; 0.116 without; 0.127 with 0.2, 0.145
-# with 1.0, 0.162 with 0.001).
+# instead of 0.01-0.05): without it the head drew wavy hatching over the faces, with it clean black
+# ink (KID to the manga set at 1500 steps: 0.106; 0.116 without; 0.127 with 0.2; 0.145 with 1.0;
+# 0.162 with 0.001).
 # Measured on the manga set and left off. With the head: a slower EMA (0.998); DiffAugment without
 # "color"; a PatchGAN discriminator (18x18 patches, 0.197); a sliced-Wasserstein texture loss on 5x5
 # patches, alone (0.204) or added to the adversarial loss (0.165 at 1000 steps); a clip that passes
-# gradients through (black-and-white blots). With the whole generator trained: frozen early discriminator blocks,
-# D BatchNorm on moving statistics, a standardized anchor, training only the generator's BatchNorm
+# gradients through (black-and-white blots). With the whole generator trained: frozen early
+# discriminator blocks, D BatchNorm on moving statistics, a standardized anchor, training only the generator's BatchNorm
 # scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate of 2e-5 (both
 # collapsed into pink stripes).
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,

@@ -77,9 +77,9 @@ MAX_STEPS = 5000
 # "color"; a PatchGAN discriminator (18x18 patches, 0.197); a sliced-Wasserstein texture loss on 5x5
 # patches, alone (0.204) or added to the adversarial loss (0.165 at 1000 steps); a clip that passes
 # gradients through (black-and-white blots). With the whole generator trained: frozen early
-# discriminator blocks, D BatchNorm on moving statistics, a standardized anchor, training only the generator's BatchNorm
-# scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate of 2e-5 (both
-# collapsed into pink stripes).
+# discriminator blocks, D BatchNorm on moving statistics, a standardized anchor, training only the
+# generator's BatchNorm scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate
+# of 2e-5 (both collapsed into pink stripes).
 FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
                                       "d_frozen_layers": 0, "g_frozen_layers": 5, "g_head": 32,
                                       "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4, "d_r1": 0.05}

@@ -71,9 +71,10 @@ MAX_STEPS = 5000
 # the default style, whose own training may have used others.
 # An R1 penalty on the discriminator (d_r1=0.05) keeps it from winning outright (D(fake) 0.1-0.3
 # instead of 0.01-0.05): without it the head drew wavy hatching over the faces, with it clean black
-# ink (KID to the manga set at 1500 steps: 0.106, and 0.108 with another seed; 0.116 without, in session 5; 0.121
-# with 0.02; 0.127 with 0.2; 0.145 with 1.0). Taken lazily, every 4th step at 4x the weight, it saved
-# a fifth of the job's time (370 s instead of 458 s) but scored 0.126 in benchmarks/style.py.
+# ink. KID to the manga set at 1500 steps: 0.106, and 0.108 with another seed; 0.116 without (session
+# 5); 0.121 with 0.02; 0.127 with 0.2; 0.145 with 1.0. In benchmarks/style.py it took the ratio from
+# 1.58 to 2.3. Taken lazily, every 4th step at 4x the weight, it saved a fifth of the job's time
+# (370 s instead of 458 s) but scored 0.126 in benchmarks/style.py.
 # Measured on the manga set and left off. With the head: a slower EMA (0.998); DiffAugment without
 # "color"; a PatchGAN discriminator (18x18 patches, 0.197); a sliced-Wasserstein texture loss on 5x5
 # patches, alone (0.204) or added to the adversarial loss (0.165 at 1000 steps); a clip that passes

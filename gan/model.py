@@ -93,7 +93,7 @@ class GAN(keras.Model):
             g_per_example = self.g_loss_fn(fake_logits)
             if self.anchor_generator is not None:
                 source = self.anchor_generator(z, training=False)
-                g_per_example += self.config.g_anchor * _coarse_luminance_l1(
+                g_per_example += self.config.g_anchor * coarse_luminance_l1(
                     fake, source, standardize=self.config.g_anchor_standardize)
             # Sum over the global batch / global batch size: right for one device and for
             # tf.distribute, where gradients of every replica are summed.
@@ -167,7 +167,7 @@ class GAN(keras.Model):
         return self.ema_generator if self.ema_generator is not None else self.generator
 
 
-def _coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor, standardize: bool = False) -> tf.Tensor:
+def coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor, standardize: bool = False) -> tf.Tensor:
     """Per-example mean absolute difference of two image batches' luminance at 16x16.
 
     ``standardize``: compare each map after removing its own mean and contrast, so a face may take

@@ -226,7 +226,7 @@ def test_bfloat16_training_keeps_float32_outputs(tmp_path, image_folder):
 def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, image_folder):
     """g_anchor holds the fine-tuned generator to its starting one: no penalty before it moves,
     and a resumed run anchors to the starting weights, not to the checkpoint it resumes."""
-    from gan.model import _coarse_luminance_l1
+    from gan.model import coarse_luminance_l1
     from gan.styles import export_run
     from gan.trainer import Trainer
 
@@ -240,7 +240,7 @@ def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, ima
     trainer.setup()
     gan = trainer.gan
     z = np.random.default_rng(0).standard_normal((4, 128)).astype("float32")
-    same = _coarse_luminance_l1(gan.generator(z, training=False), gan.anchor_generator(z, training=False))
+    same = coarse_luminance_l1(gan.generator(z, training=False), gan.anchor_generator(z, training=False))
     np.testing.assert_allclose(same.numpy(), 0.0, atol=1e-6)
     starting = [w.copy() for w in gan.anchor_generator.get_weights()]
     assert trainer.run() == "done"
@@ -248,15 +248,15 @@ def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, ima
     assert resumed.setup() == 4
     for a, b in zip(starting, resumed.gan.anchor_generator.get_weights()):
         np.testing.assert_array_equal(a, b)
-    moved = _coarse_luminance_l1(resumed.gan.generator(z, training=False),
-                                 resumed.gan.anchor_generator(z, training=False))
+    moved = coarse_luminance_l1(resumed.gan.generator(z, training=False),
+                                resumed.gan.anchor_generator(z, training=False))
     assert float(np.mean(moved.numpy())) > 0  # training moved the generator; the anchor stayed
 
 
 def test_standardized_anchor_lets_tones_change_but_not_the_layout():
     import tensorflow as tf
 
-    from gan.model import _coarse_luminance_l1
+    from gan.model import coarse_luminance_l1
 
     rng = np.random.default_rng(0)
     layout = rng.uniform(-1, 1, (2, 8, 8, 3))  # face-like: large areas of light and dark
@@ -264,10 +264,10 @@ def test_standardized_anchor_lets_tones_change_but_not_the_layout():
     regraded = 0.4 * face - 0.3  # another brightness and contrast, same layout
     flipped = tf.reverse(face, axis=[1])  # the same tones, another layout
     def standardized(a, b):
-        return _coarse_luminance_l1(a, b, standardize=True)
+        return coarse_luminance_l1(a, b, standardize=True)
 
     assert float(tf.reduce_max(standardized(regraded, face))) < 0.01
-    assert float(tf.reduce_min(_coarse_luminance_l1(regraded, face))) > 0.1  # the plain anchor objects
+    assert float(tf.reduce_min(coarse_luminance_l1(regraded, face))) > 0.1  # the plain anchor objects
     assert float(tf.reduce_min(standardized(flipped, face))) > 0.1
 
 

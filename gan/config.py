@@ -44,6 +44,10 @@ class GANConfig:
     # Width of a style head: small convolutions after the generator's output that restyle its faces
     # (see gan.networks._image). 0: none. A custom style trains one on a frozen default style.
     g_head: int = 0
+    # Colours of the style head's palette (see gan.networks.Palette): each pixel becomes a soft
+    # choice among this many flat colours fitted to the training pictures. 0: none (a continuous
+    # image). Needs g_head.
+    g_palette: int = 0
     # Few-shot fine-tuning: weight of an L1 penalty that keeps the generator's coarse luminance (16x16)
     # for each latent close to the starting generator's, so a face keeps its layout while its look
     # changes. 0 turns it off.
@@ -54,6 +58,10 @@ class GANConfig:
     # logit with respect to the real images, which keeps a discriminator fed a small set from
     # carving sharp ridges around each picture. 0 turns it off.
     d_r1: float = 0.0
+    # Few-shot fine-tuning: weight of a loss that matches the colour histogram of each generated batch
+    # to that of the real batch (gan.losses.colour_histogram_distance), so a style's tones come out
+    # in the pictures' proportions. 0 turns it off.
+    g_hist: float = 0.0
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
@@ -69,8 +77,8 @@ class GANConfig:
             raise ValueError("d_norm must be 'batch' or 'spectral'")
         if self.image_size != 64:
             raise ValueError("only 64x64 images are supported")
-        if self.g_anchor < 0 or self.d_r1 < 0:
-            raise ValueError("g_anchor and d_r1 must be at least 0")
+        if self.g_anchor < 0 or self.d_r1 < 0 or self.g_hist < 0:
+            raise ValueError("g_anchor, d_r1 and g_hist must be at least 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.d_frozen_layers <= 4:
@@ -79,6 +87,8 @@ class GANConfig:
             raise ValueError("g_frozen_layers must be in 0..5")
         if self.g_head < 0:
             raise ValueError("g_head must be at least 0")
+        if self.g_palette < 0 or (self.g_palette and not self.g_head):
+            raise ValueError("g_palette must be at least 0, and needs a style head (g_head)")
         if self.latent_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
             raise ValueError("latent_dim and channel counts must be positive")
 

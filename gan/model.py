@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from gan.augment import diff_augment, parse_policy
 from gan.config import GANConfig
-from gan.losses import LOSSES
-from gan.networks import (HEAD_COLOUR, HEAD_PREFIX, build_discriminator, build_generator,
-                          discriminator_blocks, generator_blocks)
+from gan.losses import LOSSES, colour_histogram_distance
+from gan.networks import (HEAD_COLOUR, HEAD_PALETTE, HEAD_PREFIX, build_discriminator,
+                          build_generator, discriminator_blocks, generator_blocks)
 
 
 class GAN(keras.Model):
@@ -91,6 +91,8 @@ class GAN(keras.Model):
             fake_logits = self.discriminator(fake_in, training=d_training)
             d_per_example = self.d_loss_fn(real_logits, fake_logits) + r1
             g_per_example = self.g_loss_fn(fake_logits)
+            if self.config.g_hist > 0:
+                g_per_example += self.config.g_hist * colour_histogram_distance(fake, real)
             if self.anchor_generator is not None:
                 source = self.anchor_generator(z, training=False)
                 g_per_example += self.config.g_anchor * coarse_luminance_l1(
@@ -151,11 +153,16 @@ class GAN(keras.Model):
         source = np.asarray(base(z, training=False), np.float64).reshape(-1, 3)
         target = images.reshape(-1, 3).astype(np.float64) / 127.5 - 1.0
         matrix, offset = colour_transfer(source, target)
-        layer = generator.get_layer(HEAD_COLOUR)
-        layer.set_weights([matrix.T.reshape(1, 1, 3, 3).astype("float32"), offset.astype("float32")])
+        fitted = [generator.get_layer(HEAD_COLOUR)]
+        fitted[0].set_weights([matrix.T.reshape(1, 1, 3, 3).astype("float32"), offset.astype("float32")])
+        if self.config.g_palette:
+            fitted.append(generator.get_layer(HEAD_PALETTE))
+            colours = palette_colours(target, self.config.g_palette, seed=seed)
+            fitted[1].set_weights([colours.astype("float32"), fitted[1].get_weights()[1]])
         for copy in (self.ema_generator, self.anchor_generator):
             if copy is not None:
-                copy.get_layer(HEAD_COLOUR).set_weights(layer.get_weights())
+                for layer in fitted:
+                    copy.get_layer(layer.name).set_weights(layer.get_weights())
 
     def build_all(self) -> None:
         """Create every variable (networks and optimizer slots), so a checkpoint can be loaded."""
@@ -180,6 +187,42 @@ def coarse_luminance_l1(a: tf.Tensor, b: tf.Tensor, standardize: bool = False) -
             luma = (luma - mean) * tf.math.rsqrt(var + 1e-4)
         return luma
     return tf.reduce_mean(tf.abs(coarse(a) - coarse(b)), axis=[1, 2, 3])
+
+
+def palette_colours(pixels: np.ndarray, size: int, samples: int = 20_000, iterations: int = 25,
+                    seed: int = 0) -> np.ndarray:
+    """``size`` colours that summarise ``pixels`` (N, 3): k-means (Lloyd) on a sample, started
+    with k-means++ so that rare colours such as black ink get a centre of their own."""
+    rng = np.random.default_rng(seed)
+    x = pixels[rng.choice(len(pixels), min(samples, len(pixels)), replace=False)].astype(np.float64)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, size):
+        d2 = np.min(((x[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        total = d2.sum()
+        centres.append(x[rng.choice(len(x), p=d2 / total)] if total > 0 else x[rng.integers(len(x))])
+    centres = np.array(centres)
+    for _ in range(iterations):
+        nearest = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
+        for k in range(size):
+            members = x[nearest == k]
+            if len(members):
+                centres[k] = members.mean(axis=0)
+    return centres
+
+
+def drawn_in_flat_colours(images: np.ndarray, size: int = 8, tolerance: float = 0.1,
+                          share: float = 0.85) -> bool:
+    """Whether ``images`` (uint8, (N, H, W, 3)) are drawn in a few flat colours (screentone manga,
+    cel shading, pixel art), so that a style head with a ``size``-colour palette suits them: at
+    least ``share`` of their pixels lie within ``tolerance`` (in the [-1, 1] image range) of the
+    palette fitted to them. On 200 anime faces: 9% for the photos-like originals, 52% in plain
+    grayscale, 66% in a teal-and-orange grade, and 100% in benchmarks/style.py's manga look (90% after
+    JPEG at quality 75)."""
+    pixels = images.reshape(-1, 3).astype(np.float64) / 127.5 - 1.0
+    colours = palette_colours(pixels, size)
+    sample = pixels[np.random.default_rng(1).choice(len(pixels), min(20_000, len(pixels)), replace=False)]
+    gaps = np.sqrt(((sample[:, None, :] - colours[None]) ** 2).sum(-1).min(axis=1))
+    return bool((gaps <= tolerance).mean() >= share)
 
 
 def colour_transfer(source: np.ndarray, target: np.ndarray, max_gain: float = 4.0) -> tuple[np.ndarray, np.ndarray]:

@@ -121,6 +121,7 @@ def _improved_generator(config: GANConfig) -> keras.Model:
 
 HEAD_PREFIX = "head_"
 HEAD_COLOUR = f"{HEAD_PREFIX}colour"
+HEAD_PALETTE = f"{HEAD_PREFIX}palette"
 
 
 def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
@@ -132,7 +133,8 @@ def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
     clips to the image range. A fresh head thus draws the base generator's faces in the pictures'
     colours. With a 7x7-pixel reach it can restyle strokes, tones and texture but cannot move a
     face's eyes or hair (as few-shot fine-tuning of the whole generator did), and as the colour map
-    comes last, a grayscale set's style stays gray whatever the correction does."""
+    comes last, a grayscale set's style stays gray whatever the correction does. With ``g_palette``
+    the clipped image then goes through a ``Palette``: flat colours chosen per pixel."""
     if not config.g_head:
         return layers.Activation("tanh", dtype="float32", name="image")(x)
     base = layers.Activation("tanh", name=f"{HEAD_PREFIX}input")(x)
@@ -140,13 +142,50 @@ def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
     for i in range(2):
         h = layers.Conv2D(config.g_head, 3, padding="same", name=f"{HEAD_PREFIX}conv{i}")(h)
         h = layers.LeakyReLU(0.2, name=f"{HEAD_PREFIX}act{i}")(h)
+    h_features = h
     h = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name=f"{HEAD_PREFIX}out")(h)
     x = layers.Add(name=f"{HEAD_PREFIX}add")([base, h])
     identity = keras.initializers.Constant(np.eye(3, dtype="float32").reshape(1, 1, 3, 3))
     x = layers.Conv2D(3, 1, kernel_initializer=identity, trainable=False, name=HEAD_COLOUR)(x)
     x = layers.Rescaling(1.0, offset=1.0, name=f"{HEAD_PREFIX}shift")(x)
     x = layers.ReLU(max_value=2.0, name=f"{HEAD_PREFIX}clip")(x)
-    return layers.Rescaling(1.0, offset=-1.0, dtype="float32", name="image")(x)
+    if not config.g_palette:
+        return layers.Rescaling(1.0, offset=-1.0, dtype="float32", name="image")(x)
+    x = layers.Rescaling(1.0, offset=-1.0, dtype="float32", name=f"{HEAD_PREFIX}unshift")(x)
+    choice = layers.Conv2D(config.g_palette, 3, padding="same", kernel_initializer="zeros",
+                           name=f"{HEAD_PREFIX}choice")(h_features)
+    x = Palette(config.g_palette, dtype="float32", name=HEAD_PALETTE)([x, choice])
+    return layers.Activation("linear", dtype="float32", name="image")(x)
+
+
+class Palette(layers.Layer):
+    """Draws each pixel as a soft choice among ``size`` flat colours (weights, fitted to the
+    training pictures by ``GAN.fit_head_colour``): the nearest colour to the pixel's value, shifted
+    by per-colour logits from the head's features. Flat tones (manga screentones, cel shading) are
+    otherwise out of reach: the clip made black and white flat, and every mid-gray came out a
+    smooth ramp."""
+
+    def __init__(self, size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+
+    def build(self, input_shape) -> None:
+        ramp = np.repeat(np.linspace(-1.0, 1.0, self.size, dtype="float32")[:, None], 3, axis=1)
+        self.colours = self.add_weight(shape=(self.size, 3), initializer=keras.initializers.Constant(ramp),
+                                       name="colours")
+        # Softmax sharpness over squared distances: exp(3) = 20 makes colours 0.5 apart (in [-1, 1])
+        # a near-hard choice away from their midpoint, yet lets gradients through.
+        self.log_sharpness = self.add_weight(shape=(), initializer=keras.initializers.Constant(3.0),
+                                             name="log_sharpness")
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        image, choice = inputs
+        distance = tf.reduce_sum(tf.square(image[..., None, :] - self.colours), axis=-1)
+        weights = tf.nn.softmax(choice - tf.exp(self.log_sharpness) * distance, axis=-1)
+        return tf.einsum("nhwk,kc->nhwc", weights, self.colours)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
 
 
 def _improved_discriminator(config: GANConfig) -> keras.Model:

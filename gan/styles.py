@@ -149,8 +149,9 @@ def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
     info = read_style(folder)
     # Training-only settings (learning rates, augmentation, frozen layers) may differ; shapes may not.
     arch = ("preset", "latent_dim", "image_size", "g_channels", "d_channels")
+    head = ("g_head", "g_palette")
     if any(getattr(info.config, k) != getattr(gan.config, k) for k in arch) or (
-            info.config.g_head and info.config.g_head != gan.config.g_head):
+            info.config.g_head and any(getattr(info.config, k) != getattr(gan.config, k) for k in head)):
         raise StyleError(f"style {info.name!r} has another architecture than this run")
     if gan.config.g_head and not info.config.g_head:
         _load_base_generator(gan.generator, info)  # a new style head on a style without one

@@ -93,6 +93,23 @@ def test_seed_loss_equals_hand_computed_value():
     np.testing.assert_allclose(bce_g_loss(fake).numpy(), expected_g, rtol=1e-5)
 
 
+def test_colour_histogram_distance_sees_tones_not_layout():
+    """The histogram loss is zero for the same colours moved around (a mirrored batch) and grows
+    with a tone change: halving the contrast of pixels spread over [-1, 1] moves them 0.25 apart
+    on average along any direction."""
+    import tensorflow as tf
+
+    from gan.losses import colour_histogram_distance
+
+    gray = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype("float32")
+    images = np.repeat(gray, 3, axis=-1)
+    assert float(colour_histogram_distance(images, images[:, :, ::-1])) < 1e-6
+    # Along a unit direction u a gray pixel g projects to g * sum(u), and E|sum(u)| = 0.87 over
+    # random directions: the expected distance is 0.5 * E|g| * 0.87 = 0.22.
+    tf.random.set_seed(0)
+    assert 0.1 < float(colour_histogram_distance(images, images * 0.5)) < 0.4
+
+
 def test_train_step_updates_both_networks_and_reports_losses():
     from gan.model import GAN
 

@@ -360,6 +360,35 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def test_worker_gives_pictures_in_flat_colours_a_palette(env, tmp_path):
+    """Pictures drawn in four flat grays get the flat-colour settings (a palette head and the
+    histogram loss) on top of the job's; smoothly shaded colour pictures do not."""
+    import numpy as np
+    from PIL import Image
+
+    from training.worker import train_options
+
+    rng = np.random.default_rng(0)
+    flat, smooth = tmp_path / "flat", tmp_path / "smooth"
+    flat.mkdir(), smooth.mkdir()
+    ramp = np.linspace(0, 1, 64)
+    for i in range(20):
+        blocks = rng.choice([15, 100, 185, 255], (8, 8)).repeat(8, 0).repeat(8, 1).astype(np.uint8)
+        Image.fromarray(blocks).convert("RGB").save(flat / f"{i}.png")
+        shade = ramp[:, None, None] * rng.uniform(0, 255, 3) + ramp[None, :, None] * rng.uniform(0, 255, 3)
+        Image.fromarray(np.clip(shade, 0, 255).astype(np.uint8)).save(smooth / f"{i}.png")
+    spec = {"init_from": str(env.default), "steps": 40, "batch_size": 4, "sample_every": 10,
+            "checkpoint_every": 5, "model_overrides": {"g_head": 4},
+            "flat_colour_overrides": {"g_palette": 8, "g_hist": 10.0}}
+    model = train_options({**spec, "data_dir": str(flat)}).model
+    assert (model.g_head, model.g_palette, model.g_hist) == (4, 8, 10.0)
+    model = train_options({**spec, "data_dir": str(smooth)}).model
+    assert (model.g_head, model.g_palette, model.g_hist) == (4, 0, 0.0)
+    # A job queued before the setting existed trains as it was queued.
+    del spec["flat_colour_overrides"]
+    assert train_options({**spec, "data_dir": str(flat)}).model.g_palette == 0
+
+
 def test_worker_fine_tunes_the_default_style_with_the_jobs_settings(env, tmp_path):
     from training.worker import train_options
 

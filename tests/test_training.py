@@ -339,30 +339,68 @@ def test_colour_transfer_matches_the_targets_mean_and_covariance():
     assert np.abs(moved - moved.mean(1, keepdims=True)).max() < 0.05  # every pixel turned gray
 
 
-def test_a_new_style_head_starts_with_the_colours_of_its_pictures(tmp_path, image_folder):
-    """Fine-tuning with a style head fits the head's colour layer to the pictures first, so even
-    after two steps the style draws in their colours (here an amber cast), unlike the default."""
+@pytest.fixture(scope="module")
+def base_style(tmp_path_factory, image_folder):
+    """A tiny default style (two training steps), exported: the base custom styles start from."""
+    from gan.styles import export_run
+    from gan.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("base")
+    Trainer(root / "run", _options(image_folder, steps=2), progress_bar=False).run()
+    return export_run(root / "run", "base", root / "weights")
+
+
+def _fine_tune_head(base_style, pictures, out, **head):
+    """Export a style trained for two steps with a style head on ``pictures``, from ``base_style``."""
     import dataclasses
 
-    from gan.inference import AvatarGenerator
     from gan.styles import export_run, read_style
     from gan.trainer import Trainer
+
+    model = dataclasses.replace(read_style(base_style).config, g_frozen_layers=5, **head)
+    Trainer(out / "run", _options(pictures, model=model, steps=2, init_from=str(base_style)),
+            progress_bar=False).run()
+    return export_run(out / "run", "custom", out / "weights")
+
+
+def test_a_new_style_head_starts_with_the_colours_of_its_pictures(tmp_path, base_style):
+    """Fine-tuning with a style head fits the head's colour layer to the pictures first, so even
+    after two steps the style draws in their colours (here an amber cast), unlike the default."""
+    from gan.inference import AvatarGenerator
 
     amber = tmp_path / "amber"
     amber.mkdir()
     for i, path in enumerate(sorted(make_image_folder(tmp_path / "src", 12).iterdir())):
         rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) * [1.0, 0.6, 0.2]
         Image.fromarray(rgb.astype(np.uint8)).save(amber / f"{i}.png")
-    Trainer(tmp_path / "base", _options(image_folder, steps=2), progress_bar=False).run()
-    default = export_run(tmp_path / "base", "base", tmp_path / "weights")
-    model = dataclasses.replace(read_style(default).config, g_head=4, g_frozen_layers=5)
-    run = tmp_path / "run"
-    Trainer(run, _options(amber, model=model, steps=2, init_from=str(default)), progress_bar=False).run()
-    style = export_run(run, "amber", tmp_path / "weights")
+    style = _fine_tune_head(base_style, amber, tmp_path, g_head=4)
 
     def mean_colour(faces: np.ndarray) -> np.ndarray:
         return faces.reshape(-1, 3).astype(np.float64).mean(0)
 
     pictures = mean_colour(np.stack([np.asarray(Image.open(p)) for p in amber.iterdir()]))
     assert np.abs(mean_colour(AvatarGenerator.load(style).generate(list(range(8)))) - pictures).max() < 10
-    assert np.abs(mean_colour(AvatarGenerator.load(default).generate(list(range(8)))) - pictures).max() > 40
+    assert np.abs(mean_colour(AvatarGenerator.load(base_style).generate(list(range(8)))) - pictures).max() > 40
+
+
+def test_a_palette_head_draws_in_the_flat_tones_of_its_pictures(tmp_path, base_style):
+    """With ``g_palette`` the style head draws each pixel in one of a few flat colours fitted to the
+    pictures: a set in four gray tones gives avatars in those four tones (and the style exports and
+    loads like any other), where the default's pixels take every value in between."""
+    from gan.inference import AvatarGenerator
+
+    tones = np.array([15, 100, 185, 255])
+    toned = tmp_path / "toned"
+    toned.mkdir()
+    for i, path in enumerate(sorted(make_image_folder(tmp_path / "src", 12).iterdir())):
+        gray = np.asarray(Image.open(path).convert("L"), np.int64)
+        Image.fromarray(tones[np.clip(gray // 64, 0, 3)].astype(np.uint8)).convert("RGB").save(toned / f"{i}.png")
+    style = _fine_tune_head(base_style, toned, tmp_path, g_head=4, g_palette=4)
+
+    def on_tones(faces: np.ndarray) -> float:
+        """Share of pixels within 8 levels of one of the four tones in all three channels."""
+        gaps = np.abs(faces.astype(np.int64)[..., None] - tones).min(axis=-1)
+        return float((gaps.max(axis=-1) <= 8).mean())
+
+    assert on_tones(AvatarGenerator.load(style).generate(list(range(8)))) > 0.9
+    assert on_tones(AvatarGenerator.load(base_style).generate(list(range(8)))) < 0.5

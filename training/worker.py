@@ -150,7 +150,11 @@ def train_options(spec: dict[str, Any]):
     except StyleError as exc:
         log.error("default style %s: %s", spec["init_from"], exc)
         raise WorkerError("the default style cannot be fine-tuned: its files are missing or corrupt") from None
-    model = GANConfig.from_dict({**base.config.to_dict(), **spec.get("model_overrides", {})})
+    overrides = dict(spec.get("model_overrides", {}))
+    if spec.get("flat_colour_overrides") and _drawn_in_flat_colours(spec["data_dir"], base.config.image_size):
+        log.info("the pictures are drawn in a few flat colours: the style head draws in a palette")
+        overrides.update(spec["flat_colour_overrides"])
+    model = GANConfig.from_dict({**base.config.to_dict(), **overrides})
     mixed = spec.get("mixed_precision")
     steps = int(spec["steps"])
     return TrainOptions(
@@ -161,6 +165,14 @@ def train_options(spec: dict[str, Any]):
         init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)),
         lr_warmup_steps=int(spec.get("lr_warmup_steps", 0)),
         lr_decay_start=None if spec.get("lr_decay_start") is None else int(spec["lr_decay_start"]))
+
+
+def _drawn_in_flat_colours(data_dir: str, size: int) -> bool:
+    from gan.data import load_folder
+    from gan.model import drawn_in_flat_colours
+
+    images, _ = load_folder(data_dir, size)
+    return len(images) > 0 and drawn_in_flat_colours(images)
 
 
 def run(job_dir: Path, reporter: Reporter) -> int:

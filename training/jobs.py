@@ -57,8 +57,8 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
 # Fine-tuning budget: 1500 steps of 64 images (96,000 images). With the style head (only the head and
 # the discriminator train) and the R1 penalty (a second backward pass through D, about 60% more time per
-# step), benchmarks/style.py trained at 244 images/s with bfloat16 on a 2-core CPU, and a job took
-# 458 s from upload to registered style, within the 10 minutes users are promised.
+# step), benchmarks/style.py trained at 242 images/s with bfloat16 on a 2-core CPU, and a job took
+# 455 s from upload to registered style (session 7), within the 10 minutes users are promised.
 DEFAULT_STEPS = 1500
 MAX_STEPS = 5000
 # Few-shot fine-tuning. The default style stays frozen (g_frozen_layers=5) and a style head learns
@@ -89,7 +89,7 @@ FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout",
 # shading) get a style head that draws each pixel in one of 8 colours fitted to them (g_palette, see
 # gan.networks.Palette), and a loss that matches the colour histogram of each generated batch to the
 # real one (g_hist). Together they gave the manga set its flat mid-grays: KID 0.077 at 1500 steps
-# against 0.106 without (session 7). Either alone did not: the palette alone 0.126 (the head still
+# against 0.106 without, and a ratio of 3.14 instead of 2.3 in benchmarks/style.py (session 7). Either alone did not: the palette alone 0.126 (the head still
 # chose black or white), the histogram loss alone 0.152 (mid-grays, but as smooth ramps).
 FLAT_COLOUR_OVERRIDES: dict[str, Any] = {"g_palette": 8, "g_hist": 10.0}
 

@@ -39,12 +39,12 @@ def colour_histogram_distance(fake: tf.Tensor, real: tf.Tensor, projections: int
                               pixels: int = 8192) -> tf.Tensor:
     """Sliced Wasserstein-1 distance between the pixel colours of two equally sized image batches.
 
-    ``pixels`` random pixels of each batch (all of a smaller one) are projected on a few random colour directions (new
-    ones each call) and sorted; the mean gap between the sorted lists is the distance. It is zero
-    when the two batches hold the same colours in the same proportions, wherever the pixels are,
-    so it teaches a style's tones (a manga set's four grays) without touching its layout. The
-    sample keeps it cheap: sorting all 262,144 pixels of a 64-image batch took 0.2 s a step on
-    2 CPU cores, as long as the rest of the step.
+    ``pixels`` random pixels of each batch (all of a smaller one) are projected on a few random
+    colour directions (new ones each call) and sorted; the mean gap between the sorted lists is the
+    distance. It is zero when the two batches hold the same colours in the same proportions,
+    wherever the pixels are, so it teaches a style's tones (a manga set's four grays) without
+    touching its layout. The sample keeps it cheap: sorting all 262,144 pixels of a 64-image batch
+    took 0.2 s a step on 2 CPU cores, nearly as long as the rest of the step; 8,192 take 7 ms.
     """
     directions = tf.math.l2_normalize(tf.random.normal((3, projections)), axis=0)
 

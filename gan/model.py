@@ -146,7 +146,8 @@ class GAN(keras.Model):
         Without it the discriminator's first lesson on a grayscale set was "the colours are wrong";
         it won outright within 200 steps, and its gradients then drove the faces to saturated
         yellow and blue instead of gray (benchmarks/style.py's manga set). The layer is not
-        trained: a trainable one drifted from gray to saturated red within 400 steps."""
+        trained: a trainable one drifted from gray to saturated red within 400 steps. A palette
+        head (``g_palette``) starts from the pictures' own colours (``palette_colours``)."""
         generator = self.generator
         base = keras.Model(generator.input, generator.get_layer(f"{HEAD_PREFIX}input").output)
         z = np.random.default_rng(seed).standard_normal((samples, self.config.latent_dim)).astype("float32")
@@ -195,14 +196,14 @@ def palette_colours(pixels: np.ndarray, size: int, samples: int = 20_000, iterat
     with k-means++ so that rare colours such as black ink get a centre of their own."""
     rng = np.random.default_rng(seed)
     x = pixels[rng.choice(len(pixels), min(samples, len(pixels)), replace=False)].astype(np.float64)
-    centres = [x[rng.integers(len(x))]]
+    centres = x[rng.integers(len(x))][None]
     for _ in range(1, size):
-        d2 = np.min(((x[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        d2 = _squared_distances(x, centres).min(axis=1)
         total = d2.sum()
-        centres.append(x[rng.choice(len(x), p=d2 / total)] if total > 0 else x[rng.integers(len(x))])
-    centres = np.array(centres)
+        pick = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
+        centres = np.concatenate([centres, x[pick][None]])
     for _ in range(iterations):
-        nearest = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
+        nearest = _squared_distances(x, centres).argmin(axis=1)
         for k in range(size):
             members = x[nearest == k]
             if len(members):
@@ -215,14 +216,19 @@ def drawn_in_flat_colours(images: np.ndarray, size: int = 8, tolerance: float = 
     """Whether ``images`` (uint8, (N, H, W, 3)) are drawn in a few flat colours (screentone manga,
     cel shading, pixel art), so that a style head with a ``size``-colour palette suits them: at
     least ``share`` of their pixels lie within ``tolerance`` (in the [-1, 1] image range) of the
-    palette fitted to them. On 200 anime faces: 9% for the photos-like originals, 52% in plain
-    grayscale, 66% in a teal-and-orange grade, and 100% in benchmarks/style.py's manga look (90% after
-    JPEG at quality 75)."""
+    palette fitted to them. Of 200 faces of anime-faces-64: 9% as they are, 52% in plain grayscale,
+    66% in a teal-and-orange grade, and 100% in benchmarks/style.py's manga look (90% after JPEG at
+    quality 75)."""
     pixels = images.reshape(-1, 3).astype(np.float64) / 127.5 - 1.0
     colours = palette_colours(pixels, size)
     sample = pixels[np.random.default_rng(1).choice(len(pixels), min(20_000, len(pixels)), replace=False)]
-    gaps = np.sqrt(((sample[:, None, :] - colours[None]) ** 2).sum(-1).min(axis=1))
+    gaps = np.sqrt(_squared_distances(sample, colours).min(axis=1))
     return bool((gaps <= tolerance).mean() >= share)
+
+
+def _squared_distances(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """(N, K) squared distances between pixels (N, 3) and colours (K, 3)."""
+    return ((pixels[:, None, :] - colours[None]) ** 2).sum(-1)
 
 
 def colour_transfer(source: np.ndarray, target: np.ndarray, max_gain: float = 4.0) -> tuple[np.ndarray, np.ndarray]:

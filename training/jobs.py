@@ -89,8 +89,9 @@ FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout",
 # shading) get a style head that draws each pixel in one of 8 colours fitted to them (g_palette, see
 # gan.networks.Palette), and a loss that matches the colour histogram of each generated batch to the
 # real one (g_hist). Together they gave the manga set its flat mid-grays: KID 0.077 at 1500 steps
-# against 0.106 without, and a ratio of 3.14 instead of 2.3 in benchmarks/style.py (session 7). Either alone did not: the palette alone 0.126 (the head still
-# chose black or white), the histogram loss alone 0.152 (mid-grays, but as smooth ramps).
+# against 0.106 without, and a ratio of 3.14 instead of 2.3 in benchmarks/style.py (session 7).
+# Either alone did not: the palette alone 0.126 (the head still chose black or white), the histogram
+# loss alone 0.152 (mid-grays, but as smooth ramps).
 FLAT_COLOUR_OVERRIDES: dict[str, Any] = {"g_palette": 8, "g_hist": 10.0}
 
 # The learning rates ramp up over the first steps of a job: the default style's Adam moments are not

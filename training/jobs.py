@@ -58,7 +58,7 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 # Fine-tuning budget: 1500 steps of 64 images (96,000 images). With the style head (only the head and
 # the discriminator train) and the R1 penalty (a second backward pass through D, about 60% more time per
 # step), benchmarks/style.py trained at 242 images/s with bfloat16 on a 2-core CPU, and a job took
-# 455 s from upload to registered style (session 7), within the 10 minutes users are promised.
+# 426 s from upload to registered style (session 7), within the 10 minutes users are promised.
 DEFAULT_STEPS = 1500
 MAX_STEPS = 5000
 # Few-shot fine-tuning. The default style stays frozen (g_frozen_layers=5) and a style head learns
@@ -90,7 +90,8 @@ FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout",
 # gan.networks.Palette), and a loss that matches the colour histogram of each generated batch to the
 # real one (g_hist). Together they gave the manga set its flat mid-grays. KID at 1500 steps, run
 # seeds 0 and 1 (session 7): 0.077 and 0.077 with g_hist=5, 0.077 and 0.084 with 10, against 0.106 and
-# 0.108 without either; g_hist=30 scored 0.219 at step 1000. Either part alone did not help: the
+# 0.108 without either; g_hist=30 scored 0.219 at step 1000. benchmarks/style.py: ratio 3.24 (2.3
+# without either). Either part alone did not help: the
 # palette alone 0.126 (the head still chose black or white), the histogram loss alone 0.152
 # (mid-grays, but as smooth ramps). On the teal set (not flat) the histogram loss alone gave 0.056,
 # where session 6's teal benchmark without it gave 0.055, so continuous styles do without it.

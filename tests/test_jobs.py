@@ -370,7 +370,8 @@ def test_worker_gives_pictures_in_flat_colours_a_palette(env, tmp_path):
 
     rng = np.random.default_rng(0)
     flat, smooth = tmp_path / "flat", tmp_path / "smooth"
-    flat.mkdir(), smooth.mkdir()
+    flat.mkdir()
+    smooth.mkdir()
     ramp = np.linspace(0, 1, 64)
     for i in range(20):
         blocks = rng.choice([15, 100, 185, 255], (8, 8)).repeat(8, 0).repeat(8, 1).astype(np.uint8)

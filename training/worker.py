@@ -167,11 +167,13 @@ def train_options(spec: dict[str, Any]):
         lr_decay_start=None if spec.get("lr_decay_start") is None else int(spec["lr_decay_start"]))
 
 
-def _drawn_in_flat_colours(data_dir: str, size: int) -> bool:
+def _drawn_in_flat_colours(data_dir: str, size: int, sample: int = 256) -> bool:
+    """Whether the job's pictures are drawn in a few flat colours, judged on ``sample`` of them (the
+    trainer decodes them all later)."""
     from gan.data import load_folder
     from gan.model import drawn_in_flat_colours
 
-    images, _ = load_folder(data_dir, size)
+    images, _ = load_folder(data_dir, size, max_images=sample)
     return len(images) > 0 and drawn_in_flat_colours(images)
 
 

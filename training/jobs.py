@@ -91,9 +91,8 @@ FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout",
 # real one (g_hist). Together they gave the manga set its flat mid-grays. KID at 1500 steps, run
 # seeds 0 and 1 (session 7): 0.077 and 0.077 with g_hist=5, 0.077 and 0.084 with 10, against 0.106 and
 # 0.108 without either; g_hist=30 scored 0.219 at step 1000. benchmarks/style.py: ratio 3.24 (2.3
-# without either). Either part alone did not help: the
-# palette alone 0.126 (the head still chose black or white), the histogram loss alone 0.152
-# (mid-grays, but as smooth ramps). On the teal set (not flat) the histogram loss alone gave 0.056,
+# without either). Either part alone did not help: the palette alone 0.126 (the head still chose
+# black or white), the histogram loss alone 0.152 (mid-grays, but as smooth ramps). On the teal set (not flat) the histogram loss alone gave 0.056,
 # where session 6's teal benchmark without it gave 0.055, so continuous styles do without it.
 FLAT_COLOUR_OVERRIDES: dict[str, Any] = {"g_palette": 8, "g_hist": 5.0}
 

@@ -23,24 +23,6 @@ def repo_path(path: str | os.PathLike) -> Path:
     return (p if p.is_absolute() else REPO_ROOT / p).resolve()
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether the CPU has native bfloat16 matrix instructions (AMX or AVX512-BF16).
-
-    That is when the trainer's ``--bf16`` mixed precision pays off; elsewhere bfloat16 is emulated
-    and slower than float32. Reads ``/proc/cpuinfo`` (Linux); ``False`` where that is missing.
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
 def cpu_name() -> str:
     """The CPU model and logical core count, for the header of a benchmark's output."""
     from gan.runtime import cpu_model

@@ -35,7 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import cpu_name, cpu_supports_bf16, median, repo_path, table
+from benchmarks.common import cpu_name, median, repo_path, table
 
 import keras
 import numpy as np
@@ -45,6 +45,7 @@ from keras import layers
 from gan.config import GANConfig
 from gan.data import load_folder, make_dataset
 from gan.model import GAN
+from gan.runtime import cpu_has_native_bf16
 from gan.styles import float32_policy
 from gan.trainer import set_precision
 
@@ -229,7 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    mixed = cpu_supports_bf16() if args.precision == "auto" else args.precision == "bf16"
+    mixed = cpu_has_native_bf16() if args.precision == "auto" else args.precision == "bf16"
     batch = args.batch_size
     config = GANConfig.preset_config("seed")
     size, margin = config.image_size, 4
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded, source = load_images(args.data, size + margin, args.images)
     loaded = loaded[: len(loaded) // batch * batch]  # whole batches only: no retrace on a short one
     print(f"Training throughput: seed-preset DCGAN, batch {batch}, {args.steps} timed steps x {args.rounds} rounds")
-    print(f"CPU: {cpu_name()}; native bfloat16: {'yes' if cpu_supports_bf16() else 'no'}")
+    print(f"CPU: {cpu_name()}; native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}")
     print(f"data: {source}")
     print(f"ours: GAN.fit + make_dataset (crop {size + margin}->{size}, flip), "
           f"{'bfloat16 mixed precision' if mixed else 'float32'}")

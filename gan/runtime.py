@@ -1,4 +1,4 @@
-"""Start TensorFlow without its start-up chatter on the terminal.
+"""What the command-line tools share: a quiet TensorFlow start, CPU facts, one-line errors.
 
 TensorFlow's C++ runtime prints oneDNN, CUDA-probe and absl notices to file descriptor 2 while it is
 imported and while it first looks for devices; ``TF_CPP_MIN_LOG_LEVEL`` does not catch all of them.
@@ -28,18 +28,48 @@ def start_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    import platform
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo, or "" where there is none (not Linux)."""
     from pathlib import Path
 
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        return ""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    import platform
+
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The instruction-set flags of the first CPU in ``cpuinfo`` (default: this machine's)."""
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has bfloat16 matrix instructions (AMX or AVX512-BF16).
+
+    Only there does bfloat16 mixed precision pay off on a CPU; elsewhere TensorFlow emulates it,
+    several times slower than float32.
+    """
+    return bool(cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
+
+
+def bf16_is_fast() -> bool:
+    """Whether bfloat16 mixed precision speeds training up here: a GPU, or a CPU with native bf16."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU")) or cpu_has_native_bf16()
 
 
 class CLIError(Exception):

@@ -31,6 +31,7 @@ from gan.data import load_folder, make_dataset
 from gan.imaging import grid, to_uint8
 from gan.latents import latents_for_seeds
 from gan.model import GAN, recalibrate_batchnorm
+from gan.runtime import bf16_is_fast
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,10 @@ class Trainer:
         tmp.write_text(o.to_json())
         os.replace(tmp, options_path)
         set_precision(o.mixed_precision)
+        if o.mixed_precision and not bf16_is_fast():
+            log.warning("bfloat16 mixed precision is emulated on this machine (no GPU, and the CPU has "
+                        "neither AMX nor AVX512-BF16): training runs several times slower than in "
+                        "float32; train without --bf16")
         keras.utils.set_random_seed(o.seed)
         self.strategy = make_strategy(o.strategy)
         with self.strategy.scope():

@@ -223,6 +223,28 @@ def test_bfloat16_training_keeps_float32_outputs(tmp_path, image_folder):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_native_bfloat16_is_read_from_the_cpu_flags():
+    from gan.runtime import cpu_has_native_bf16
+
+    zen = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert not cpu_has_native_bf16(zen) and not cpu_has_native_bf16("")
+    assert cpu_has_native_bf16(sapphire)
+
+
+def test_bfloat16_run_warns_where_it_is_emulated(tmp_path, image_folder, caplog):
+    from gan.runtime import bf16_is_fast
+    from gan.trainer import Trainer, set_precision
+
+    try:
+        with caplog.at_level("WARNING", logger="gan.trainer"):
+            Trainer(tmp_path / "run", _options(image_folder, mixed_precision=True), progress_bar=False).setup()
+    finally:
+        set_precision(False)
+    warned = "emulated on this machine" in caplog.text
+    assert warned is not bf16_is_fast()
+
+
 def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, image_folder):
     """g_anchor holds the fine-tuned generator to its starting one: no penalty before it moves,
     and a resumed run anchors to the starting weights, not to the checkpoint it resumes."""

@@ -127,22 +127,10 @@ def _lock(job_dir: Path, wait_s: float) -> IO[bytes] | None:
             time.sleep(0.5)
 
 
-def bf16_is_fast() -> bool:
-    """bfloat16 pays off with a GPU or a CPU with AMX / AVX-512 BF16; elsewhere it is slower."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def train_options(spec: dict[str, Any]):
     """The ``TrainOptions`` of a new fine-tuning run described by the job's spec."""
     from gan.config import GANConfig, TrainOptions
+    from gan.runtime import bf16_is_fast
     from gan.styles import StyleError, read_style
 
     try:

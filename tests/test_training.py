@@ -232,17 +232,25 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
     assert cpu_has_native_bf16(sapphire)
 
 
-def test_bfloat16_run_warns_where_it_is_emulated(tmp_path, image_folder, caplog):
+def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(tmp_path, image_folder, caplog):
     from gan.runtime import bf16_is_fast
     from gan.trainer import Trainer, set_precision
 
+    run = tmp_path / "run"
     try:
         with caplog.at_level("WARNING", logger="gan.trainer"):
-            Trainer(tmp_path / "run", _options(image_folder, mixed_precision=True), progress_bar=False).setup()
+            assert Trainer(run, _options(image_folder, mixed_precision=True, steps=2),
+                           progress_bar=False).run() == "done"
     finally:
         set_precision(False)
     warned = "emulated on this machine" in caplog.text
     assert warned is not bf16_is_fast()
+
+    # Moved to a machine without native bfloat16: the run goes on from its step in float32.
+    out = _cli("train", str(run), "--no-bf16", "--steps", "4", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "done at step 4" in out.stdout
+    assert json.loads((run / "options.json").read_text())["mixed_precision"] is False
 
 
 def test_anchor_penalty_is_zero_at_the_start_and_survives_a_resume(tmp_path, image_folder):

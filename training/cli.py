@@ -18,8 +18,9 @@ from gan.runtime import CLIError, run_command
 
 log = logging.getLogger(__name__)
 
-# Options of an existing run that may change on resume (e.g. train longer); the rest are fixed.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "lr_decay_start"}
+# Options of an existing run that may change on resume (e.g. train longer, or move to a machine
+# without native bfloat16: weights are float32 under both policies); the rest are fixed.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "lr_decay_start", "mixed_precision"}
 
 
 def _model_overrides(pairs: list[str]) -> dict:

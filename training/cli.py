@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
     t.add_argument("--crop-margin", type=int, help="random-crop margin in pixels (default 4)")
     t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 mixed precision (fast on GPUs and CPUs with AMX or AVX512-BF16, slow elsewhere)")
+                   help="bfloat16 mixed precision (fast on GPUs and CPUs with AMX or AVX512-BF16, "
+                        "slow elsewhere)")
     t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     t.add_argument("--seed", type=int, help="random seed of the run")

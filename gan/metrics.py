@@ -28,7 +28,8 @@ FEATURE_DIM = 2048
 class InceptionFeatures:
     """Batched 2048-d pool features of uint8 RGB images of any size."""
 
-    def __init__(self, weights: str | os.PathLike | None = None, batch_size: int = 100) -> None:
+    def __init__(self, weights: str | os.PathLike | None = None, batch_size: int = 100,
+                 progress: bool = False) -> None:
         import keras
 
         from gan.styles import float32_policy
@@ -41,16 +42,24 @@ class InceptionFeatures:
                 pooling="avg", input_shape=(299, 299, 3))
         self.weights_id = Path(weights).name if weights else "imagenet"
         self.batch_size = batch_size
+        # Inception-v3 at 299x299 is slow on a CPU (minutes per thousand images): show how far it is.
+        self.progress = progress
         self._call = tf.function(self._features, reduce_retracing=True)
 
     def _features(self, images: tf.Tensor) -> tf.Tensor:
         x = tf.image.resize(tf.cast(images, tf.float32), (299, 299), method="bilinear")
         return self.model(x / 127.5 - 1.0, training=False)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, 2048) float64 features."""
-        out = [self._call(tf.constant(images[i:i + self.batch_size])).numpy()
-               for i in range(0, len(images), self.batch_size)]
+    def __call__(self, images: np.ndarray, desc: str = "features") -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, 2048) float64 features; ``desc`` labels the progress bar."""
+        from tqdm import tqdm
+
+        out = []
+        with tqdm(total=len(images), desc=desc, unit="img", disable=not self.progress,
+                  dynamic_ncols=True) as bar:
+            for i in range(0, len(images), self.batch_size):
+                out.append(self._call(tf.constant(images[i:i + self.batch_size])).numpy())
+                bar.update(len(out[-1]))
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, FEATURE_DIM))
 
 
@@ -110,7 +119,7 @@ def folder_features(folder: str | os.PathLike, n: int, extractor: InceptionFeatu
         return np.load(path, allow_pickle=False)
     images, stats = load_folder(folder, 64, max_images=n)
     log.info("real images: %s", stats.summary())
-    feats = extractor(images)
+    feats = extractor(images, desc="real features")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, feats, allow_pickle=False)
@@ -145,17 +154,19 @@ def _fake_images(source: Path, n: int, truncation: float, step: int | None = Non
 
 def evaluate_generator_folder(source: str | os.PathLike, real: str | os.PathLike, n_fake: int = 10_000,
                               n_real: int = 10_000, inception_weights: str | None = None,
-                              batch_size: int = 100, truncation: float = 1.0, step: int | None = None) -> dict:
+                              batch_size: int = 100, truncation: float = 1.0, step: int | None = None,
+                              progress: bool = False) -> dict:
     """FID and KID of ``source`` (style, run or image folder) against a folder of real images.
 
-    For a run directory, ``step`` picks a checkpoint other than the newest."""
+    For a run directory, ``step`` picks a checkpoint other than the newest; ``progress`` shows a
+    progress bar while features are extracted."""
     source, real = Path(source), Path(real)
     if not real.is_dir():
         raise FileNotFoundError(f"real image folder not found: {real}")
-    extractor = InceptionFeatures(inception_weights, batch_size)
+    extractor = InceptionFeatures(inception_weights, batch_size, progress=progress)
     real_feats = folder_features(real, n_real, extractor)
     images, about = _fake_images(source, n_fake, truncation, step)
-    fake_feats = extractor(images)
+    fake_feats = extractor(images, desc="generated features")
     kid_mean, kid_std = kid(fake_feats, real_feats)
     return {
         **about,

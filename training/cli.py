@@ -129,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_generator_folder(args.style, args.real, n_fake=args.num_fake, n_real=args.num_real,
                                            inception_weights=args.inception_weights,
                                            batch_size=args.batch_size, truncation=args.truncation,
-                                           step=args.step)
+                                           step=args.step, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     text = json.dumps(result, indent=2)
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inception-weights", help="local InceptionV3 no-top weights (.h5); "
                                                "without it Keras downloads the ImageNet weights")
     e.add_argument("-o", "--output", help="also write the result JSON here")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="export a run as a style folder")

@@ -343,6 +343,8 @@ def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["num_fake"] == 40 and result["num_real"] == 40 and result["style"] == "default"
     assert result["fid"] > 0 and "kid" in result
+    assert json.loads(out.stdout) == result, "the progress bars stay off stdout, which is the JSON result"
+    assert "generated features" in out.stderr and "40/40" in out.stderr, "a long evaluate shows how far it is"
 
 
 def test_augmentation_is_an_exact_crop_and_flip_of_the_source():

@@ -334,6 +334,40 @@ def test_kid_near_zero_for_a_folder_against_itself_and_large_against_noise(tmp_p
     assert fid(f_faces, f_faces) < 1e-3 < 100 < fid(f_faces, f_noise)
 
 
+class _MeanColour:
+    """A cheap feature extractor with InceptionFeatures' interface that counts its calls."""
+
+    weights_id = "mean-colour"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, images: np.ndarray, desc: str = "features") -> np.ndarray:
+        self.calls += 1
+        return images.reshape(len(images), -1, 3).mean(axis=1)
+
+
+def test_real_features_are_cached_by_content_not_by_path_or_file_times(tmp_path, monkeypatch):
+    import shutil
+
+    from gan.metrics import folder_features
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    extractor = _MeanColour()
+    original = make_image_folder(tmp_path / "real", 12)
+    first = folder_features(original, 12, extractor)
+    assert extractor.calls == 1
+    # a copy elsewhere with new modification times (a moved or re-provisioned dataset) is a cache hit
+    copy = shutil.copytree(original, tmp_path / "elsewhere" / "real", copy_function=shutil.copyfile)
+    np.testing.assert_array_equal(folder_features(copy, 12, extractor), first)
+    assert extractor.calls == 1, "the same pictures in a new place were measured again"
+    # another picture under the same name is not
+    make_image_folder(tmp_path / "other", 1, seed=7)
+    shutil.copyfile(tmp_path / "other" / "0000.jpg", copy / "0003.jpg")
+    changed = folder_features(copy, 12, extractor)
+    assert extractor.calls == 2 and not np.array_equal(changed, first)
+
+
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
 def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image_folder):
     out = _cli("evaluate", str(tiny_style / "default"), "--real", str(image_folder), "--num-fake", "40",

@@ -38,6 +38,7 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
         parts += [f"![sample grid]({sample_image})", "",
                   "Seeds 0-15 at truncation 1.0 (`avatarbot grid --seeds 0-15 --style "
                   f"{meta.get('name')}`).", ""]
+    r1 = f"; R1 penalty on the discriminator, weight {cfg['d_r1']}" if cfg.get("d_r1") else ""
     parts += [
         "## Model",
         "",
@@ -47,7 +48,7 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
         f"- Loss `{cfg.get('loss')}`; Adam, learning rates G {cfg.get('g_lr')} / D {cfg.get('d_lr')}, betas "
         f"({cfg.get('beta1')}, {cfg.get('beta2')}); generator EMA decay {cfg.get('ema_decay')}"
         f"{' (BatchNorm statistics recalibrated at export)' if cfg.get('ema_decay') else ''}; "
-        f"DiffAugment `{cfg.get('diffaugment') or 'off'}`.",
+        f"DiffAugment `{cfg.get('diffaugment') or 'off'}`{r1}.",
         f"- Weights: `generator.weights.h5`, sha256 `{meta['weights']['generator.weights.h5']['sha256']}`.",
         "",
         "## Training",

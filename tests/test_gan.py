@@ -386,3 +386,16 @@ def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_sty
     assert all(np.array_equal(a, b) for a, b in zip(rest_before, rest()))
     assert not all(np.array_equal(a, b) for a, b in zip(head_before, head()))
     assert not np.array_equal(gan.generator(z, training=False), base(z, training=False))
+
+
+def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
+    from gan.model_card import render_model_card
+
+    meta = json.loads((REPO / "weights" / "default" / "style.json").read_text())
+    card = render_model_card(meta, notes="## Data\n\nprovenance")
+    m = meta["metrics"]
+    assert f"FID **{m['fid']:.1f}**" in card and meta["weights"]["generator.weights.h5"]["sha256"] in card
+    assert card.rstrip().endswith("provenance")
+    for weight in (0.0, 0.001):  # an R1 penalty is named only when the style was trained with one
+        other = render_model_card({**meta, "config": {**meta["config"], "d_r1": weight}})
+        assert ("R1 penalty on the discriminator, weight 0.001" in other) == (weight > 0)

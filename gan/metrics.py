@@ -107,7 +107,8 @@ def _cache_path(folder: Path, n: int, weights_id: str) -> Path:
     h = hashlib.sha256(f"{n}|{weights_id}".encode())
     for p in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f"{p.relative_to(folder).as_posix()}\0".encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        with p.open("rb") as f:  # streamed: a stray large file in the folder is not read whole
+            h.update(hashlib.file_digest(f, "sha256").digest())
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatarbot" / "features"
     return root / f"{h.hexdigest()[:24]}.npy"
 

@@ -20,6 +20,13 @@ INCEPTION_WEIGHTS = SHARED_DATA / "inception" / "inception_v3_fid_notop.weights.
 ANIME_FACES = SHARED_DATA / "anime-faces-64"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test (and the CLIs it runs) caches features under its own folder, not the user's
+    ~/.cache: a test neither leaves files there nor passes on a hit from an earlier run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 def tiny_config(**overrides):
     """A real but tiny improved-preset config (8 channels), fast on any CPU."""
     from gan.config import GANConfig

@@ -347,12 +347,11 @@ class _MeanColour:
         return images.reshape(len(images), -1, 3).mean(axis=1)
 
 
-def test_real_features_are_cached_by_content_not_by_path_or_file_times(tmp_path, monkeypatch):
+def test_real_features_are_cached_by_content_not_by_path_or_file_times(tmp_path):
     import shutil
 
     from gan.metrics import folder_features
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     extractor = _MeanColour()
     original = make_image_folder(tmp_path / "real", 12)
     first = folder_features(original, 12, extractor)
@@ -379,6 +378,7 @@ def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image
     assert result["fid"] > 0 and "kid" in result
     assert json.loads(out.stdout) == result, "the progress bars stay off stdout, which is the JSON result"
     assert "generated features" in out.stderr and "40/40" in out.stderr, "a long evaluate shows how far it is"
+    assert "real features" in out.stderr, "a fresh cache measures the real images too"
 
 
 def test_augmentation_is_an_exact_crop_and_flip_of_the_source():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from gan.config import parse_policy
+
 
 def _brightness(x: tf.Tensor) -> tf.Tensor:
     return x + (tf.random.uniform([tf.shape(x)[0], 1, 1, 1], dtype=x.dtype) - 0.5)
@@ -53,20 +55,12 @@ def _cutout(x: tf.Tensor, ratio: float = 0.5) -> tf.Tensor:
     return x * tf.cast(~inside, x.dtype)[..., None]
 
 
+# The names are gan.config.DIFFAUGMENT_POLICIES; gan.jax_trainer has the same transforms in JAX.
 POLICIES = {
     "color": (_brightness, _saturation, _contrast),
     "translation": (_translation,),
     "cutout": (_cutout,),
 }
-
-
-def parse_policy(policy: str) -> list[str]:
-    """Split and check a comma-separated policy string such as ``"color,translation"``."""
-    names = [p.strip() for p in policy.split(",") if p.strip()]
-    for name in names:
-        if name not in POLICIES:
-            raise ValueError(f"unknown DiffAugment policy {name!r}; choose from {', '.join(POLICIES)}")
-    return names
 
 
 def diff_augment(x: tf.Tensor, policy: str) -> tf.Tensor:

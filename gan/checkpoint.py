@@ -10,17 +10,19 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gan.model import GAN
+if TYPE_CHECKING:  # any object with these networks and optimizers will do (gan.jax_trainer's too)
+    from gan.model import GAN
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d{9})\.npz$")
 
 
-def _groups(gan: GAN) -> dict[str, list]:
+def _groups(gan: "GAN") -> dict[str, list]:
     groups = {
         "generator": gan.generator.weights,
         "discriminator": gan.discriminator.weights,
@@ -32,7 +34,7 @@ def _groups(gan: GAN) -> dict[str, list]:
     return groups
 
 
-def save_checkpoint(gan: GAN, directory: str | os.PathLike, keep: int = 3,
+def save_checkpoint(gan: "GAN", directory: str | os.PathLike, keep: int = 3,
                     keep_every: int = 0) -> Path:
     """Write ``step-<n>.npz`` for the current step; keep the newest ``keep`` (and every
     ``keep_every``-th step, when set) and delete older ones."""
@@ -73,7 +75,7 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(gan: GAN, path: str | os.PathLike, groups: tuple[str, ...] | None = None) -> int:
+def load_checkpoint(gan: "GAN", path: str | os.PathLike, groups: tuple[str, ...] | None = None) -> int:
     """Restore ``gan`` from ``path`` (only ``groups`` if given); returns the restored step.
 
     Every array must match its variable's shape; otherwise nothing is half-loaded silently.

@@ -13,6 +13,18 @@ from typing import Any
 
 PRESETS = ("seed", "improved")
 LOSSES = ("bce", "hinge")
+# DiffAugment transforms (gan.augment, and gan.jax_trainer under JAX): "color" is brightness,
+# saturation and contrast.
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str) -> list[str]:
+    """Split and check a comma-separated DiffAugment policy such as ``"color,translation"``."""
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    for name in names:
+        if name not in DIFFAUGMENT_POLICIES:
+            raise ValueError(f"unknown DiffAugment policy {name!r}; choose from {', '.join(DIFFAUGMENT_POLICIES)}")
+    return names
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from gan.imaging import UnusableImage, decode_image
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +96,19 @@ def load_folder(root: str | os.PathLike, size: int = 64, max_images: int = 0,
 
 
 def make_dataset(images: np.ndarray, batch_size: int, image_size: int = 64, crop_margin: int = 4,
-                 seed: int = 0) -> tf.data.Dataset:
+                 seed: int = 0) -> "tf.data.Dataset":
     """An endless, shuffled dataset of float32 batches in [-1, 1] with random crop and flip.
 
     ``images`` are stored at ``image_size + crop_margin`` and randomly cropped to ``image_size``.
     """
+    import tensorflow as tf  # here, not at the top: load_folder also serves the JAX trainer
+
     ds = tf.data.Dataset.from_tensor_slices(images)
     ds = ds.shuffle(min(len(images), 20_000), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
     size = images.shape[1]
 
-    def augment(batch: tf.Tensor) -> tf.Tensor:
+    def augment(batch):
         # Whole-batch ops: one crop_and_resize and one select per batch instead of per-image map
         # calls, which on a 2-core CPU compete with the training step for the same cores.
         n = tf.shape(batch)[0]

@@ -248,32 +248,3 @@ def colour_transfer(source: np.ndarray, target: np.ndarray, max_gain: float = 4.
     u, gains, vt = np.linalg.svd(matrix)
     matrix = (u * np.minimum(gains, max_gain)) @ vt
     return matrix, target.mean(0) - matrix @ source.mean(0)
-
-
-def recalibrate_batchnorm(generator: keras.Model, latent_dim: int, batches: int = 50,
-                          batch_size: int = 256, seed: int = 0) -> None:
-    """Recompute the moving statistics of every BatchNorm layer for the current weights.
-
-    An EMA of the weights does not come with matching BatchNorm statistics, so inference would use
-    the statistics of a different network. Running fresh latents through the generator in training
-    mode with a cumulative momentum sets each moving mean/variance to the average over batches.
-    """
-    bns = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not bns:
-        return
-    # A frozen BatchNorm layer (the EMA generator is frozen) ignores training=True and never updates
-    # its statistics, so each layer is unfrozen for the duration.
-    saved = [(bn.momentum, bn.trainable) for bn in bns]
-    rng = np.random.default_rng(seed)
-    try:
-        for bn in bns:
-            bn.trainable = True
-        for i in range(batches):
-            for bn in bns:
-                bn.momentum = i / (i + 1.0)  # cumulative average: new = old*i/(i+1) + batch/(i+1)
-            z = rng.standard_normal((batch_size, latent_dim)).astype("float32")
-            generator(z, training=True)
-    finally:
-        for bn, (momentum, trainable) in zip(bns, saved):
-            bn.momentum = momentum
-            bn.trainable = trainable

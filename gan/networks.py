@@ -3,14 +3,16 @@
 Both networks are built in code from a ``GANConfig``; nothing is ever deserialised from a file.
 Under a ``mixed_bfloat16`` policy the layers compute in bfloat16 while the image output and the
 logit stay float32, so losses and pixels are exact regardless of the policy.
+
+Nothing here needs TensorFlow but the seed preset's dropout layer (which imports it when called), so
+the improved networks also build under Keras' JAX backend (``gan.jax_trainer``).
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from gan.config import GANConfig
 
@@ -81,9 +83,11 @@ class BitsDropout(layers.Layer):
         self.threshold = round(rate * 65536)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def call(self, inputs, training: bool = False):
         if not training or self.threshold == 0:
             return inputs
+        import tensorflow as tf  # the seed preset trains under TensorFlow only
+
         shape = tf.shape(inputs)
         count = inputs.shape.num_elements() or tf.reduce_prod(shape)  # static when traced in fit
         seed = tf.cast(self.seed_generator.next(), tf.int32)
@@ -124,7 +128,7 @@ HEAD_COLOUR = f"{HEAD_PREFIX}colour"
 HEAD_PALETTE = f"{HEAD_PREFIX}palette"
 
 
-def _image(x: tf.Tensor, config: GANConfig) -> tf.Tensor:
+def _image(x, config: GANConfig):
     """The output image: tanh of the last layer, restyled by the style head when there is one.
 
     The style head (``g_head`` channels) adds to the base image a correction from three 3x3
@@ -178,11 +182,11 @@ class Palette(layers.Layer):
         self.log_sharpness = self.add_weight(shape=(), initializer=keras.initializers.Constant(3.0),
                                              name="log_sharpness")
 
-    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+    def call(self, inputs: list):
         image, choice = inputs
-        distance = tf.reduce_sum(tf.square(image[..., None, :] - self.colours), axis=-1)
-        weights = tf.nn.softmax(choice - tf.exp(self.log_sharpness) * distance, axis=-1)
-        return tf.einsum("nhwk,kc->nhwc", weights, self.colours)
+        distance = ops.sum(ops.square(image[..., None, :] - self.colours), axis=-1)
+        weights = ops.softmax(choice - ops.exp(self.log_sharpness) * distance, axis=-1)
+        return ops.einsum("nhwk,kc->nhwc", weights, self.colours)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "size": self.size}
@@ -234,3 +238,32 @@ def generator_blocks(generator: keras.Model, count: int) -> list[keras.layers.La
         if 0 <= index < count:
             blocks.append(layer)
     return blocks
+
+
+def recalibrate_batchnorm(generator: keras.Model, latent_dim: int, batches: int = 50,
+                          batch_size: int = 256, seed: int = 0) -> None:
+    """Recompute the moving statistics of every BatchNorm layer for the current weights.
+
+    An EMA of the weights does not come with matching BatchNorm statistics, so inference would use
+    the statistics of a different network. Running fresh latents through the generator in training
+    mode with a cumulative momentum sets each moving mean/variance to the average over batches.
+    """
+    bns = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns:
+        return
+    # A frozen BatchNorm layer (the EMA generator is frozen) ignores training=True and never updates
+    # its statistics, so each layer is unfrozen for the duration.
+    saved = [(bn.momentum, bn.trainable) for bn in bns]
+    rng = np.random.default_rng(seed)
+    try:
+        for bn in bns:
+            bn.trainable = True
+        for i in range(batches):
+            for bn in bns:
+                bn.momentum = i / (i + 1.0)  # cumulative average: new = old*i/(i+1) + batch/(i+1)
+            z = rng.standard_normal((batch_size, latent_dim)).astype("float32")
+            generator(z, training=True)
+    finally:
+        for bn, (momentum, trainable) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.trainable = trainable

@@ -8,6 +8,9 @@ Command-line users should see only what concerns them, so the CLIs start TensorF
 from __future__ import annotations
 
 import os
+import signal
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def start_tensorflow_quietly() -> None:
@@ -95,3 +98,19 @@ def run_command(args, prog: str, log_level: int) -> int:
     except CLIError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while training, so both save a checkpoint and stop cleanly."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

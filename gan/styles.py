@@ -260,7 +260,8 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     generator when the run has one, with its BatchNorm statistics recalibrated."""
     from gan import checkpoint as ckpt
     from gan.config import TrainOptions
-    from gan.model import GAN, recalibrate_batchnorm
+    from gan.model import GAN
+    from gan.networks import recalibrate_batchnorm
 
     run_dir = Path(run_dir)
     check_style_name(name)
@@ -294,7 +295,7 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
         "mixed_precision": options.mixed_precision,
         "init_from": options.init_from,
         "wall_time_s": wall,
-        "hardware": _hardware(),
+        "hardware": _hardware(history),
         "checkpoint": latest.name,
     }
     return write_style(Path(weights_dir) / name, name, options.model, generator,
@@ -302,8 +303,15 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
                        notes, comparison)
 
 
-def _hardware() -> str:
-    """The CPU model and core count (and GPUs, if TensorFlow sees any), for the model card."""
+def _hardware(history: Path) -> str:
+    """The machine that trained the run, for the model card: as its history log names it (the JAX
+    trainer records its accelerator there), else this one's CPU model and core count (and GPUs, if
+    TensorFlow sees any)."""
+    if history.exists():
+        named = [json.loads(line).get("hardware") for line in history.read_text().splitlines() if line.strip()]
+        named = [n for n in named if n]
+        if named:
+            return named[-1]
     import tensorflow as tf
 
     from gan.runtime import cpu_model

@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import keras
 import numpy as np
@@ -30,8 +28,10 @@ from gan.config import TrainOptions
 from gan.data import load_folder, make_dataset
 from gan.imaging import grid, to_uint8
 from gan.latents import latents_for_seeds
-from gan.model import GAN, recalibrate_batchnorm
-from gan.runtime import bf16_is_fast
+from gan.model import GAN
+from gan.networks import recalibrate_batchnorm
+from gan.runtime import bf16_is_fast, sigterm_as_interrupt
+from gan.schedule import LearningRate
 
 log = logging.getLogger(__name__)
 
@@ -54,41 +54,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}; choose default, mirrored or multiworker")
 
 
-class LearningRate:
-    """``base``, ramped up linearly over the first ``warmup`` steps and, from step ``decay_start``
-    (None: never), falling linearly to zero at ``end``: the rate for a given optimizer step."""
-
-    def __init__(self, base: float, warmup: int = 0, decay_start: int | None = None, end: int = 0) -> None:
-        self.base, self.warmup, self.decay_start, self.end = float(base), int(warmup), decay_start, int(end)
-
-    def __call__(self, step: int) -> float:
-        rate = self.base
-        if self.warmup > 0:
-            rate *= min(1.0, (step + 1) / self.warmup)
-        if self.decay_start is not None:
-            rate *= min(1.0, max(0.0, (self.end - step) / max(1, self.end - self.decay_start)))
-        return rate
-
-
 def set_precision(mixed: bool) -> None:
     """bfloat16 compute with float32 weights (``mixed``), or plain float32."""
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while training, so both save a checkpoint and stop cleanly."""
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def sample_grid(gan: GAN, seeds: list[int]) -> np.ndarray:

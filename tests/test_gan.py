@@ -340,7 +340,8 @@ def test_batchnorm_recalibration_reaches_the_frozen_ema_generator():
     care the recalibration silently kept the live generator's statistics."""
     import keras
 
-    from gan.model import GAN, recalibrate_batchnorm
+    from gan.model import GAN
+    from gan.networks import recalibrate_batchnorm
 
     gan = GAN(tiny_config(ema_decay=0.9))
     ema, live = gan.ema_generator, gan.generator

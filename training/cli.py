@@ -1,7 +1,7 @@
 """``avatarbot-train``: prepare a data set, train, evaluate and export styles.
 
     avatarbot-train prepare SRC OUT [--face-cascade XML]
-    avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--dry-run]
+    avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--backend jax] [--dry-run]
     avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -101,9 +102,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(options.to_json())
         return 0
-    from gan.trainer import Trainer
+    if args.backend == "jax":
+        from gan.jax_trainer import JaxTrainer
 
-    trainer = Trainer(args.run_dir, options, progress_bar=not args.no_progress)
+        try:
+            trainer = JaxTrainer(args.run_dir, options, progress_bar=not args.no_progress)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    else:
+        from gan.trainer import Trainer
+
+        trainer = Trainer(args.run_dir, options, progress_bar=not args.no_progress)
     status = trainer.run()
     print(f"{status} at step {trainer.step} ({trainer.step * options.batch_size} images); "
           f"run directory: {args.run_dir}")
@@ -182,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ramp the learning rates up from zero over the first N steps (default 0)")
     t.add_argument("--lr-decay-start", type=int, metavar="STEP",
                    help="from this step the learning rates fall linearly to zero at --steps (default: constant)")
+    t.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                   help="Keras backend to train with: jax trains on a GPU machine without TensorFlow "
+                        "(improved preset; same run directory and checkpoints)")
     t.add_argument("--dry-run", action="store_true", help="print the options and exit")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -223,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "backend", "tensorflow") == "jax":
+        # Keras reads its backend once, when first imported, and the JAX trainer needs no TensorFlow.
+        if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != "jax":
+            parser.error("--backend jax: Keras was already imported with another backend in this process")
+        os.environ["KERAS_BACKEND"] = "jax"
+        args.uses_tensorflow = False
     return run_command(args, "avatarbot-train", logging.INFO)
 
 

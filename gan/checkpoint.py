@@ -58,6 +58,34 @@ def save_checkpoint(gan: "GAN", directory: str | os.PathLike, keep: int = 3,
     return path
 
 
+def save_once(gan: "GAN", directory: str | os.PathLike, keep_every: int = 0) -> Path:
+    """``save_checkpoint`` unless the newest checkpoint is already of the current step (so a second
+    call at the same step, say at an epoch's end that is also a checkpoint step, is free)."""
+    latest = latest_checkpoint(directory)
+    if latest is not None and checkpoint_step(latest) == int(gan.g_optimizer.iterations.numpy()):
+        return latest
+    return save_checkpoint(gan, directory, keep_every=keep_every)
+
+
+def load_pretrained(gan: "GAN", source: str | os.PathLike):
+    """Start ``gan`` from pretrained networks: a run directory's newest checkpoint (networks only,
+    not optimizer state) or a style folder (hash-verified weights). The EMA generator starts as a
+    copy of the generator. Returns the style's ``StyleInfo`` for a style folder, else None."""
+    source = Path(source)
+    latest = latest_checkpoint(source / "checkpoints") if source.is_dir() else None
+    info = None
+    if latest is not None:
+        load_checkpoint(gan, latest, groups=("generator", "discriminator", "ema_generator"))
+    else:
+        from gan.styles import load_style_into
+
+        info = load_style_into(source, gan)
+    if gan.ema_generator is not None:
+        gan.ema_generator.set_weights(gan.generator.get_weights())
+    log.info("initialised weights from %s", source)
+    return info
+
+
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     """Checkpoints in ``directory``, oldest first."""
     directory = Path(directory)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PRESETS = ("seed", "improved")
@@ -163,6 +165,20 @@ class TrainOptions:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "TrainOptions":
+        """The options saved in a run directory (``options.json``)."""
+        saved = Path(run_dir) / "options.json"
+        if not saved.exists():
+            raise FileNotFoundError(f"{saved} not found: give options to start a new run")
+        return cls.from_dict(json.loads(saved.read_text()))
+
+    def save(self, run_dir: str | os.PathLike) -> None:
+        """Write ``options.json`` into ``run_dir`` (whole or not at all: a temporary file, renamed)."""
+        tmp = Path(run_dir) / "options.tmp"
+        tmp.write_text(self.to_json())
+        os.replace(tmp, Path(run_dir) / "options.json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOptions":

@@ -143,11 +143,8 @@ class JaxTrainer:
     def __init__(self, run_dir: str | os.PathLike, options: TrainOptions | None = None,
                  progress_bar: bool = True, log_every: int = 50) -> None:
         self.run_dir = Path(run_dir)
-        saved = self.run_dir / "options.json"
         if options is None:
-            if not saved.exists():
-                raise FileNotFoundError(f"{saved} not found: give options to start a new run")
-            options = TrainOptions.from_dict(json.loads(saved.read_text()))
+            options = TrainOptions.load(self.run_dir)
         check_supported(options.model, options.strategy)
         self.options = options
         self.progress_bar = progress_bar
@@ -163,9 +160,7 @@ class JaxTrainer:
 
         o = self.options
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / "options.tmp"
-        tmp.write_text(o.to_json())
-        os.replace(tmp, self.run_dir / "options.json")
+        o.save(self.run_dir)
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if o.mixed_precision else "float32")
         keras.utils.set_random_seed(o.seed)
         self.nets = Networks.build(o.model)
@@ -174,26 +169,12 @@ class JaxTrainer:
             ckpt.load_checkpoint(self.nets, latest)
             log.info("resumed from %s", latest)
         elif o.init_from:
-            self._init_from(Path(o.init_from))
+            ckpt.load_pretrained(self.nets, o.init_from)
         device = jax.devices()[0]
         self.hardware = (f"{cpu_model()}, {os.cpu_count()} cores (JAX)" if device.platform == "cpu"
                          else f"{device.device_kind} ({device.platform.upper()}, JAX)")
         self.state = self._pull_state()
         return self.step
-
-    def _init_from(self, source: Path) -> None:
-        """Start from pretrained weights: a run directory's checkpoint or a style folder."""
-        nets = self.nets
-        latest = ckpt.latest_checkpoint(source / "checkpoints") if source.is_dir() else None
-        if latest is not None:
-            ckpt.load_checkpoint(nets, latest, groups=("generator", "discriminator", "ema_generator"))
-        else:
-            from gan.styles import load_style_into  # style folder: verified weights only
-
-            load_style_into(source, nets)
-        if nets.ema_generator is not None:
-            nets.ema_generator.set_weights(nets.generator.get_weights())
-        log.info("initialised weights from %s", source)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -332,10 +313,7 @@ class JaxTrainer:
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:
         self._push_state()
-        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
-        if latest is not None and ckpt.checkpoint_step(latest) == self.step:
-            return latest
-        return ckpt.save_checkpoint(self.nets, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
+        return ckpt.save_once(self.nets, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
 
     def record(self, step: int, metrics: dict) -> None:
         line = {"step": step, "images": step * self.options.batch_size, "time": time.time(),

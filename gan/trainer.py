@@ -103,11 +103,8 @@ class Trainer:
                  progress_bar: bool = True, on_progress: ProgressFn | None = None,
                  on_epoch: Callable[[int, Path], None] | None = None, log_every: int = 50) -> None:
         self.run_dir = Path(run_dir)
-        saved = self.run_dir / "options.json"
         if options is None:
-            if not saved.exists():
-                raise FileNotFoundError(f"{saved} not found: give options to start a new run")
-            options = TrainOptions.from_dict(json.loads(saved.read_text()))
+            options = TrainOptions.load(self.run_dir)
         self.options = options
         self.progress_bar = progress_bar
         self.on_progress = on_progress
@@ -125,10 +122,7 @@ class Trainer:
         """Build the model (resuming from the newest checkpoint); returns the starting step."""
         o = self.options
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        options_path = self.run_dir / "options.json"
-        tmp = options_path.with_suffix(".tmp")
-        tmp.write_text(o.to_json())
-        os.replace(tmp, options_path)
+        o.save(self.run_dir)
         set_precision(o.mixed_precision)
         if o.mixed_precision and not bf16_is_fast():
             log.warning("bfloat16 mixed precision is emulated on this machine (no GPU, and the CPU has "
@@ -162,18 +156,10 @@ class Trainer:
 
     def _init_from(self, source: Path) -> None:
         """Start from pretrained weights: a run directory's checkpoint or a style folder."""
-        latest = ckpt.latest_checkpoint(source / "checkpoints") if source.is_dir() else None
-        if latest is not None:
-            ckpt.load_checkpoint(self.gan, latest, groups=("generator", "discriminator", "ema_generator"))
-        else:
-            from gan.styles import load_style_into  # style folder: verified weights only
-
-            info = load_style_into(source, self.gan)
-            self.fresh_head = bool(self.gan.config.g_head and not info.config.g_head)
-        for copy in (self.gan.ema_generator, self.gan.anchor_generator):
-            if copy is not None:
-                copy.set_weights(self.gan.generator.get_weights())
-        log.info("initialised weights from %s", source)
+        info = ckpt.load_pretrained(self.gan, source)
+        self.fresh_head = bool(info is not None and self.gan.config.g_head and not info.config.g_head)
+        if self.gan.anchor_generator is not None:
+            self.gan.anchor_generator.set_weights(self.gan.generator.get_weights())
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -186,10 +172,7 @@ class Trainer:
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:
         """Checkpoint the current step (once: a second call at the same step is free)."""
-        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
-        if latest is not None and ckpt.checkpoint_step(latest) == self.step:
-            return latest
-        return ckpt.save_checkpoint(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
+        return ckpt.save_once(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
 
     def record(self, step: int, metrics: dict) -> None:
         line = {"step": step, "images": step * self.options.batch_size, "time": time.time(), **metrics}

@@ -400,3 +400,13 @@ def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
     for weight in (0.0, 0.001):  # an R1 penalty is named only when the style was trained with one
         other = render_model_card({**meta, "config": {**meta["config"], "d_r1": weight}})
         assert ("R1 penalty on the discriminator, weight 0.001" in other) == (weight > 0)
+
+
+def test_wall_time_counts_checkpoint_pauses_but_not_breaks_between_sessions(tmp_path):
+    from gan.styles import _wall_time
+
+    history = tmp_path / "history.jsonl"
+    # 0.3 s per logged line (a GPU), a 10 s checkpoint pause, then a 2-hour break before a resume.
+    times = [0.3 * i for i in range(10)] + [2.7 + 10.0] + [12.7 + 7200 + 0.3 * i for i in range(10)]
+    history.write_text("".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times)))
+    assert _wall_time(history) == pytest.approx(0.3 * 9 + 10.0 + 0.3 * 9, abs=0.1)

@@ -236,7 +236,7 @@ class JaxTrainer:
                 var.assign((s["ema_t"] if kind == "t" else s["g_n"])[i])
 
     # -- the step --------------------------------------------------------------------------------
-    def _make_block(self, data_shape: tuple[int, ...]):
+    def _make_block(self):
         """A compiled function running a block of steps: (state, xs) -> (state, metrics per step)."""
         import jax
         import jax.numpy as jnp
@@ -362,7 +362,7 @@ class JaxTrainer:
         if len(images) < o.batch_size:
             raise ValueError(f"{len(images)} usable images, fewer than one batch of {o.batch_size}")
         data = jnp.asarray(images)  # uint8, on the device once
-        block_fn = self._make_block(images.shape)
+        block_fn = self._make_block()
         schedules = [LearningRate(base, o.lr_warmup_steps, o.lr_decay_start, o.steps)
                      for base in (o.model.g_lr, o.model.d_lr)]
         # Epochs of the data in a fresh order each, seeded by the run seed and the starting step.

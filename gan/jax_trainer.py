@@ -34,8 +34,7 @@ from gan.config import GANConfig, TrainOptions, parse_policy
 from gan.data import load_folder
 from gan.imaging import grid, to_uint8
 from gan.latents import latents_for_seeds
-from gan.networks import build_discriminator, build_generator, discriminator_blocks, generator_blocks, \
-    recalibrate_batchnorm
+from gan.networks import build_networks, recalibrate_batchnorm
 from gan.runtime import cpu_model, sigterm_as_interrupt
 from gan.schedule import LearningRate
 
@@ -107,15 +106,7 @@ class Networks:
 
     @classmethod
     def build(cls, config: GANConfig) -> "Networks":
-        generator, discriminator = build_generator(config), build_discriminator(config)
-        for layer in discriminator_blocks(discriminator, config.d_frozen_layers):
-            layer.trainable = False
-        for layer in generator_blocks(generator, config.g_frozen_layers):
-            layer.trainable = False
-        ema = build_generator(config) if config.ema_decay > 0 else None
-        if ema is not None:
-            ema.trainable = False
-            ema.set_weights(generator.get_weights())
+        generator, discriminator, ema = build_networks(config)
         g_opt = keras.optimizers.Adam(config.g_lr, beta_1=config.beta1, beta_2=config.beta2)
         d_opt = keras.optimizers.Adam(config.d_lr, beta_1=config.beta1, beta_2=config.beta2)
         nets = cls(config, generator, discriminator, ema, g_opt, d_opt)

@@ -9,8 +9,7 @@ import tensorflow as tf
 from gan.augment import diff_augment, parse_policy
 from gan.config import GANConfig
 from gan.losses import LOSSES, colour_histogram_distance
-from gan.networks import (HEAD_COLOUR, HEAD_PALETTE, HEAD_PREFIX, build_discriminator,
-                          build_generator, discriminator_blocks, generator_blocks)
+from gan.networks import HEAD_COLOUR, HEAD_PALETTE, HEAD_PREFIX, build_generator, build_networks
 
 
 class GAN(keras.Model):
@@ -27,16 +26,7 @@ class GAN(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         parse_policy(config.diffaugment)  # fail at build time on a bad policy, not mid-run
-        self.generator = build_generator(config)
-        self.discriminator = build_discriminator(config)
-        for layer in discriminator_blocks(self.discriminator, config.d_frozen_layers):
-            layer.trainable = False
-        for layer in generator_blocks(self.generator, config.g_frozen_layers):
-            layer.trainable = False
-        self.ema_generator = build_generator(config) if config.ema_decay > 0 else None
-        if self.ema_generator is not None:
-            self.ema_generator.trainable = False
-            self.ema_generator.set_weights(self.generator.get_weights())
+        self.generator, self.discriminator, self.ema_generator = build_networks(config)
         # The starting generator, frozen, for the g_anchor penalty (weights set by the trainer).
         self.anchor_generator = build_generator(config) if config.g_anchor > 0 else None
         if self.anchor_generator is not None:

@@ -31,6 +31,21 @@ def build_discriminator(config: GANConfig) -> keras.Model:
     return _improved_discriminator(config)
 
 
+def build_networks(config: GANConfig) -> tuple[keras.Model, keras.Model, keras.Model | None]:
+    """A run's networks: the generator and discriminator with the config's frozen blocks, and the
+    frozen EMA copy of the generator (starting equal to it) when ``ema_decay > 0``, else None."""
+    generator, discriminator = build_generator(config), build_discriminator(config)
+    for layer in discriminator_blocks(discriminator, config.d_frozen_layers):
+        layer.trainable = False
+    for layer in generator_blocks(generator, config.g_frozen_layers):
+        layer.trainable = False
+    ema = build_generator(config) if config.ema_decay > 0 else None
+    if ema is not None:
+        ema.trainable = False
+        ema.set_weights(generator.get_weights())
+    return generator, discriminator, ema
+
+
 def _seed_generator(config: GANConfig) -> keras.Model:
     # The seed article's listing: Dense 8x8x256 -> ConvT 128 (stride 1) -> ConvT 64 (stride 2)
     # -> ConvT 3 (stride 2). Two stride-2 stages take 8x8 only to 32x32, although the article

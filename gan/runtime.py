@@ -68,6 +68,15 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
 
 
+def tensorflow_machine() -> str:
+    """This machine as the model card names it: the CPU model and core count, and the GPUs
+    TensorFlow sees, if any."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
+
+
 def bf16_is_fast() -> bool:
     """Whether bfloat16 mixed precision speeds training up here: a GPU, or a CPU with native bf16."""
     import tensorflow as tf

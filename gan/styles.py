@@ -304,20 +304,16 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
 
 
 def _hardware(history: Path) -> str:
-    """The machine that trained the run, for the model card: as its history log names it (the JAX
-    trainer records its accelerator there), else this one's CPU model and core count (and GPUs, if
-    TensorFlow sees any)."""
+    """The machine that trained the run, for the model card: the newest one its history log names
+    (both trainers record theirs), else this one (a run from before they did)."""
     if history.exists():
         named = [json.loads(line).get("hardware") for line in history.read_text().splitlines() if line.strip()]
         named = [n for n in named if n]
         if named:
             return named[-1]
-    import tensorflow as tf
+    from gan.runtime import tensorflow_machine
 
-    from gan.runtime import cpu_model
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
+    return tensorflow_machine()
 
 
 def _wall_time(history: Path) -> float | None:

@@ -30,7 +30,7 @@ from gan.imaging import grid, to_uint8
 from gan.latents import latents_for_seeds
 from gan.model import GAN
 from gan.networks import recalibrate_batchnorm
-from gan.runtime import bf16_is_fast, sigterm_as_interrupt
+from gan.runtime import bf16_is_fast, sigterm_as_interrupt, tensorflow_machine
 from gan.schedule import LearningRate
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Trainer:
                         "float32; train without --bf16")
         keras.utils.set_random_seed(o.seed)
         self.strategy = make_strategy(o.strategy)
+        self.hardware = tensorflow_machine()  # named in the history, for the model card
         with self.strategy.scope():
             self.gan = GAN(o.model)
             self.gan.compile()
@@ -175,7 +176,8 @@ class Trainer:
         return ckpt.save_once(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
 
     def record(self, step: int, metrics: dict) -> None:
-        line = {"step": step, "images": step * self.options.batch_size, "time": time.time(), **metrics}
+        line = {"step": step, "images": step * self.options.batch_size, "time": time.time(),
+                "hardware": self.hardware, **metrics}
         with open(self.run_dir / "history.jsonl", "a") as fh:
             fh.write(json.dumps(line) + "\n")
         if self._writer is None:

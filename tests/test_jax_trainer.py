@@ -48,8 +48,10 @@ def test_jax_run_resumes_under_tensorflow_and_back_and_exports(tmp_path, image_f
         moments = [saved[k] for k in saved if k.startswith("g_optimizer/")]
     assert sum(float(np.abs(m).sum()) for m in moments if m.ndim) > 0  # Adam moments were trained
     options.steps = 6
-    assert Trainer(run, options, progress_bar=False).run() == "done"
+    assert Trainer(run, options, progress_bar=False, log_every=1).run() == "done"
     assert ckpt.checkpoint_step(ckpt.latest_checkpoint(run / "checkpoints")) == 6
+    last = json.loads((run / "history.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 6 and "cores" in last["hardware"] and "JAX" not in last["hardware"]
 
     # ...and JAX resumes TensorFlow's checkpoint.
     out = _train(str(run), "--backend", "jax", "--steps", "8", "--no-progress")

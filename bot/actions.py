@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gan.latents import MAX_SEED
+from bot.errors import UserError
+from bot.requests import MAX_VARIATION, parse_int, parse_seed, parse_truncation
 from gan.styles import STYLE_NAME
 
 PREFIX = "av1"
@@ -22,7 +23,7 @@ VERBS = {
 }
 EMOJI = {"r": "\N{GAME DIE}", "v": "\N{SPARKLES}", "u": "\N{LEFT-POINTING MAGNIFYING GLASS}",
          "m": "\N{FILM FRAMES}", "f": ""}
-MAX_VARIATION = 64
+MAX_COUNT = 16
 
 
 def _b36(n: int) -> str:
@@ -66,11 +67,14 @@ class Action:
         if len(parts) != 7 or parts[0] != PREFIX:
             raise ValueError(f"not an avatar button: {data[:80]!r}")
         _, verb, seed36, variation, truncation, count, style = parts
-        seed, var, psi, n = int(seed36, 36), int(variation), float(truncation), int(count)
-        if verb not in VERBS or not 0 <= seed < MAX_SEED or not 0 <= var <= MAX_VARIATION \
-                or not 0.05 <= psi <= 1.0 or not 1 <= n <= 16 or not STYLE_NAME.match(style):
-            raise ValueError(f"damaged avatar button: {data[:80]!r}")
-        return cls(verb, seed, style, var, psi, n)
+        try:  # the same checks as typed options (bot.requests)
+            if verb not in VERBS or not STYLE_NAME.match(style) or not 0 < len(seed36) <= 13:
+                raise ValueError
+            seed = parse_seed(str(int(seed36, 36)))
+            return cls(verb, seed, style, parse_int(variation, "variation", 0, MAX_VARIATION),
+                       parse_truncation(truncation), parse_int(count, "count", 1, MAX_COUNT))
+        except (UserError, ValueError):
+            raise ValueError(f"damaged avatar button: {data[:80]!r}") from None
 
 
 def is_action(data: str | None) -> bool:

@@ -81,9 +81,11 @@ def _load(args: argparse.Namespace):
     from gan.inference import AvatarGenerator
     from gan.styles import StyleError
 
+    from gan.upscalers import UpscalerLibrary, upscalers_dir
+
     folder = Path(args.weights_dir) / args.style
     try:
-        return AvatarGenerator.load(folder)
+        return AvatarGenerator.load(folder, upscalers=UpscalerLibrary(upscalers_dir(args.weights_dir)))
     except StyleError as exc:
         if not folder.exists():
             raise CLIError(f"unknown style {args.style!r} (not in {args.weights_dir}); "
@@ -113,11 +115,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         seed = secrets.randbelow(2**63)
     gen = _load(args)
-    image = gen.generate([seed], args.truncation)[0]
+    image = _checked(gen.generate, [seed], args.truncation, args.size, args.upscaler)[0]
     extra = {"name": args.name} if args.name is not None else {}
-    data = avatar_png(image, args.size, gen.metadata(seed, args.truncation, **extra))
-    Path(args.output).write_bytes(data)
-    print(f"wrote {args.output} (seed {seed}, style {gen.style}, truncation {args.truncation:g})")
+    meta = gen.metadata(seed, args.truncation, args.upscaler, args.size, **extra)
+    Path(args.output).write_bytes(avatar_png(image, args.size, meta))
+    print(f"wrote {args.output} (seed {seed}, style {gen.style}, truncation {args.truncation:g}, "
+          f"{args.size} px by {meta['upscaler']})")
     return 0
 
 
@@ -129,9 +132,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     _checked(check_truncation, args.truncation)
     _checked(check_size, args.cell)
     gen = _load(args)
-    images = gen.generate(seeds, args.truncation)
+    images = _checked(gen.generate, seeds, args.truncation, args.cell, args.upscaler)
     picture = grid(images, cols=args.cols, cell=args.cell)
-    meta = gen.metadata(seeds[0], args.truncation, seeds=",".join(map(str, seeds)))
+    meta = gen.metadata(seeds[0], args.truncation, args.upscaler, args.cell, seeds=",".join(map(str, seeds)))
     Path(args.output).write_bytes(png_bytes(picture, meta))
     print(f"wrote {args.output} ({len(seeds)} faces, style {gen.style})")
     return 0
@@ -147,7 +150,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
     if not 2 <= args.steps <= 64:
         raise CLIError("--steps must be between 2 and 64")
     gen = _load(args)
-    frames = gen.interpolate(a, b, args.steps, args.truncation)
+    frames = _checked(gen.interpolate, a, b, args.steps, args.truncation, args.size, args.upscaler)
     Path(args.output).write_bytes(gif_bytes(frames, args.size))
     print(f"wrote {args.output} (seed {a} -> seed {b}, {args.steps} frames, style {gen.style})")
     return 0
@@ -183,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gan.upscalers import UPSCALERS
+
     p = argparse.ArgumentParser(prog="avatarbot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -193,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--weights-dir", default=None, help="folder of styles (default: ./weights)")
         sp.add_argument("--truncation", type=float, default=1.0,
                         help="0.05-1.0: lower gives more typical faces (default 1.0)")
+        sp.add_argument("--upscaler", choices=UPSCALERS, default=None,
+                        help="how 64-px faces become HD: bicubic (soft), student (crisp, fast) or cugan "
+                             "(Real-CUGAN, sharpest, slow); default: the style's (student)")
 
     g = sub.add_parser("generate", help="one avatar as a PNG")
     g.add_argument("--seed", type=int, help="integer in [0, 2**63); random if neither seed nor name")

@@ -12,7 +12,7 @@ Custom styles (``STYLE_*``, ``DATABASE_PATH``, ``STYLES_DIR``, ``BOT_ADMIN_IDS``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     default_style: str = "default"
     output_size: int = Field(default=256, ge=64, le=512)
     upscale_size: int = Field(default=512, ge=64, le=512)
+    output_upscaler: Literal["", "bicubic", "student", "cugan"] = ""  # "": each style's own (student)
     max_grid: int = Field(default=4, ge=1, le=16)
     morph_frames: int = Field(default=24, ge=2, le=64)
 

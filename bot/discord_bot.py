@@ -22,7 +22,9 @@ from discord.ext import commands
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
-from bot.service import AvatarRequest, AvatarService, Command, Reply
+from bot.replies import Command, Reply
+from bot.requests import AvatarRequest
+from bot.service import AvatarService
 from bot.styles import StyleDesk
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.errors import UserError
 from gan.styles import StyleError, StyleInfo, list_styles
+from gan.upscalers import UpscalerLibrary, upscalers_dir
 
 if TYPE_CHECKING:
     from training.jobs import JobManager
@@ -75,6 +76,7 @@ class StyleRegistry:
         self._generators: dict[str, object] = {}  # built-in generators, by key
         self._custom: OrderedDict[str, object] = OrderedDict()  # custom generators, by key, LRU
         self._lock = threading.Lock()
+        self.upscalers = UpscalerLibrary(upscalers_dir(self.root))  # shared by every style
         self.refresh()
 
     def refresh(self) -> None:
@@ -150,7 +152,7 @@ class StyleRegistry:
                 if ref.custom:
                     self._custom.move_to_end(ref.key)
                 return gen
-            gen = AvatarGenerator.load(ref.path)
+            gen = AvatarGenerator.load(ref.path, upscalers=self.upscalers)
             if ref.custom:
                 if gen.weights_sha256 != ref.sha256:
                     raise StyleError(f"style {ref.name!r} in {ref.path} changed since it was registered")

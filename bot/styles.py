@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bot.errors import ErrorKind, UserError
 from bot.registry import StyleRegistry, job_scope
-from bot.service import Command
+from bot.replies import Command
 from training.jobs import SUCCEEDED, Job, JobError, JobEvent, JobManager, progress_text
 from training.prepare import PrepareReport
 

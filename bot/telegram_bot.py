@@ -27,7 +27,9 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Callb
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
-from bot.service import AvatarRequest, AvatarService, Command, Reply, looks_like_seed
+from bot.replies import Command, Reply
+from bot.requests import AvatarRequest, looks_like_seed
+from bot.service import AvatarService
 from bot.styles import StyleDesk
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from tests.fakes.harness import DISCORD_TOKEN, TELEGRAM_TOKEN, BotProcess
 from tests.fakes.loop_thread import LoopThread, wait_until
 from tests.fakes.styles import make_tiny_styles
 from tests.fakes.telegram_server import Call, FakeTelegram
-from gan.imaging import read_png_metadata, upscale
+from gan.imaging import read_png_metadata
 from gan.latents import seed_for_name
 
 GUILD = 555
@@ -149,8 +149,7 @@ def test_seed_42_gives_the_same_png_on_discord_and_telegram(main_bot, generator)
     assert tg.calls_to("sendChatAction") and any(c.params.get("action") == "upload_photo"
                                                  for c in tg.calls_to("sendChatAction"))
 
-    expected = np.asarray(upscale(generator.generate([42])[0], 256))
-    np.testing.assert_array_equal(pixels(data), expected)
+    np.testing.assert_array_equal(pixels(data), generator.generate([42], size=256)[0])
     meta = read_png_metadata(data)
     assert meta["seed"] == "42" and meta["style"] == "default" and meta["truncation"] == "1"
     assert meta["weights_sha256"] == generator.weights_sha256
@@ -198,7 +197,8 @@ def test_every_discord_button_does_what_it_says(main_bot, generator):
     upscaled = answer(dc.click(first, button(first, "Upscale"), user_id=new_user()))
     name, data = picture(upscaled)
     assert name == "avatar-42-512px.png" and pixels(data).shape == (512, 512, 3)
-    np.testing.assert_array_equal(pixels(data), np.asarray(upscale(generator.generate([42])[0], 512)))
+    np.testing.assert_array_equal(pixels(data), generator.generate([42], size=512, upscaler="cugan")[0])
+    assert read_png_metadata(data)["upscaler"] == "cugan"
 
     morph = answer(dc.click(first, button(first, "Morph"), user_id=new_user()))
     name, data = picture(morph)

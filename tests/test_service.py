@@ -15,7 +15,8 @@ from bot.config import Settings
 from bot.errors import ErrorKind, UserError
 from bot.logs import RedactingFormatter
 from bot.registry import StyleRegistry
-from bot.service import AvatarRequest, AvatarService, ServiceLimits
+from bot.requests import AvatarRequest
+from bot.service import AvatarService, ServiceLimits
 from gan.imaging import read_png_metadata, upscale
 from gan.latents import MAX_SEED, seed_for_name
 from tests.fakes.styles import make_tiny_styles
@@ -60,10 +61,14 @@ async def test_a_face_is_the_same_alone_or_in_a_busy_batch(registry):
     for reply in crowd[1::5]:
         assert reply.data == alone.data
     gen = registry.generator("default")
-    np.testing.assert_array_equal(pixels(alone.data), np.asarray(upscale(gen.generate([42])[0], 256)))
+    hd = gen.generate([42], size=256)[0]  # through the style's upscaler, the distilled student
+    np.testing.assert_array_equal(pixels(alone.data), hd)
+    assert not np.array_equal(hd, upscale(gen.generate([42])[0], 256)), "an HD face, not a bicubic one"
     meta = read_png_metadata(alone.data)
+    student = gen.upscaler("student")
     assert meta == {"seed": "42", "style": "default", "truncation": "1", "weights_sha256": gen.weights_sha256,
-                    "size": "256"}
+                    "upscaler": "student", "upscaler_weights": student.weights_for(256), "size": "256"}
+    assert meta["upscaler_weights"].startswith("student-4x@")
 
 
 async def test_requests_arriving_together_share_one_generator_call(registry):
@@ -121,6 +126,12 @@ async def test_names_grids_variations_upscale_morph(registry):
 
     up = await service.handle(req(kind="upscale", seed=42))
     assert up.media == "document" and pixels(up.data).shape == (512, 512, 3)
+    gen = registry.generator("default")
+    np.testing.assert_array_equal(pixels(up.data), gen.generate([42], size=512, upscaler="cugan")[0])
+    meta = read_png_metadata(up.data)
+    assert meta["upscaler"] == "cugan" and meta["size"] == "512"
+    assert meta["upscaler_weights"].startswith("realcugan-4x-no-denoise@") and "+realcugan-2x-" in meta["upscaler_weights"]
+    assert ("Upscaler", "Real-CUGAN") in up.fields
 
     morph = await service.handle(req(kind="morph", seed="42", target="Bob", truncation=0.7))
     with Image.open(io.BytesIO(morph.data)) as im:

@@ -5,7 +5,7 @@
     avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
     avatarbot-train convert-cugan MODELS_SE_DIR [--scale 4] [--noise denoise3x] [--out weights/upscalers]
-    avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-denoise3x
+    avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-no-denoise
         [--real DIR] [--export weights/upscalers/student-4x]
 """
 

@@ -9,7 +9,7 @@ One run directory, resumable like a GAN run::
     RUN/samples/             bicubic | student | teacher on held-out faces
 
 The faces are half the style's own (seeds from a range apart from the held-out seeds 0-199, at
-truncations from 0.5 to 1) and half real pictures from a folder (the held-out ones are a fixed
+truncations from 0.5 to 1: the bot draws faces at any truncation) and half real pictures from a folder (the held-out ones are a fixed
 sample). ``export`` writes ``weights/upscalers/<name>/`` with the held-out figures.
 """
 
@@ -48,6 +48,7 @@ class DistillOptions:
     lr: float = 2e-3
     checkpoint_every: int = 500
     seed: int = 0
+    held_out: int = HELD_OUT
     student: dict = field(default_factory=lambda: StudentConfig().to_dict())
 
     def save(self, run_dir: Path) -> None:
@@ -75,11 +76,9 @@ def _teach(runner, faces: np.ndarray) -> np.ndarray:
     return to_uint8(runner(faces.astype(np.float32) / 255.0))
 
 
-def _generated_faces(style: str, seeds: list[int], truncations: np.ndarray) -> np.ndarray:
-    from gan.inference import AvatarGenerator
+def _generated_faces(gen, seeds: list[int], truncations: np.ndarray) -> np.ndarray:
     from gan.latents import latents_for_seeds
 
-    gen = AvatarGenerator.load(style)
     z = latents_for_seeds(seeds, gen.latent_dim) * truncations[:, None].astype(np.float32)
     return gen.render_latents(z)
 
@@ -89,8 +88,8 @@ def _real_split(options: DistillOptions) -> tuple[list[Path], list[Path]]:
 
     files = list_images(options.real)
     order = np.random.default_rng(options.seed).permutation(len(files))
-    held = [files[i] for i in order[:HELD_OUT]]
-    return held, [files[i] for i in order[HELD_OUT:]]
+    held = [files[i] for i in order[:options.held_out]]
+    return held, [files[i] for i in order[options.held_out:]]
 
 
 def _read_faces(paths: list[Path]) -> np.ndarray:
@@ -113,18 +112,21 @@ def make_pairs(run_dir: Path, options: DistillOptions, progress: bool = True) ->
     todo = [(name, i) for name, i in jobs if not (pairs / f"{name}.npz").exists()]
     if not todo:
         return
+    from gan.inference import AvatarGenerator
+
     runner, _ = _teacher(options)
+    gen = AvatarGenerator.load(options.style)
     held_real, train_real = _real_split(options) if options.real else ([], [])
     rng_trunc = np.random.default_rng(options.seed + 1)
     truncations = rng_trunc.uniform(0.5, 1.0, n_gen)
     for name, i in tqdm(todo, desc="teacher", unit="chunk", disable=not progress):
         if name == "heldout-gen":
-            faces = _generated_faces(options.style, list(range(HELD_OUT)), np.ones(HELD_OUT))
+            faces = _generated_faces(gen, list(range(options.held_out)), np.ones(options.held_out))
         elif name == "heldout-real":
             faces = _read_faces(held_real)
         elif name.startswith("gen-"):
             lo, hi = i * CHUNK, min(n_gen, (i + 1) * CHUNK)
-            faces = _generated_faces(options.style, list(range(TRAIN_SEED_BASE + lo, TRAIN_SEED_BASE + hi)),
+            faces = _generated_faces(gen, list(range(TRAIN_SEED_BASE + lo, TRAIN_SEED_BASE + hi)),
                                      truncations[lo:hi])
         else:
             lo, hi = i * CHUNK, min(n_real, (i + 1) * CHUNK)
@@ -288,11 +290,11 @@ def export(run_dir: Path, out_folder: Path) -> Path:
         "training": {"style": options.style, "real": options.real, "pairs": options.pairs,
                      "steps": int(step_var.numpy()), "batch_size": options.batch_size, "crop": options.crop,
                      "lr": options.lr},
-        "metrics": {**metrics, "held_out": f"{HELD_OUT} generated faces (seeds 0-{HELD_OUT - 1})"
-                    + (f" and {HELD_OUT} real pictures" if options.real else "")},
+        "metrics": {**metrics, "held_out": f"{options.held_out} generated faces (seeds 0-{options.held_out - 1})"
+                    + (f" and {options.held_out} real pictures" if options.real else "")},
     }
     (out_folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    picks = [0, 1, 2, 3, 5, 8]
+    picks = [i for i in (0, 1, 2, 3, 5, 8) if i < len(lr)]
     rows = []
     for i in picks:
         rows += [resize(lr[i:i + 1], 256)[0], out[i], hr[i]]

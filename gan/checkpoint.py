@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # any object with these networks and optimizers will do (gan.
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d{9})\.npz$")
+# The groups that hold the networks, without optimizer state: what fine-tuning and export load.
+NETWORKS = ("generator", "discriminator", "ema_generator")
 
 
 def _groups(gan: "GAN") -> dict[str, list]:
@@ -67,25 +69,6 @@ def save_once(gan: "GAN", directory: str | os.PathLike, keep_every: int = 0) -> 
     return save_checkpoint(gan, directory, keep_every=keep_every)
 
 
-def load_pretrained(gan: "GAN", source: str | os.PathLike):
-    """Start ``gan`` from pretrained networks: a run directory's newest checkpoint (networks only,
-    not optimizer state) or a style folder (hash-verified weights). The EMA generator starts as a
-    copy of the generator. Returns the style's ``StyleInfo`` for a style folder, else None."""
-    source = Path(source)
-    latest = latest_checkpoint(source / "checkpoints") if source.is_dir() else None
-    info = None
-    if latest is not None:
-        load_checkpoint(gan, latest, groups=("generator", "discriminator", "ema_generator"))
-    else:
-        from gan.styles import load_style_into
-
-        info = load_style_into(source, gan)
-    if gan.ema_generator is not None:
-        gan.ema_generator.set_weights(gan.generator.get_weights())
-    log.info("initialised weights from %s", source)
-    return info
-
-
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     """Checkpoints in ``directory``, oldest first."""
     directory = Path(directory)
@@ -95,10 +78,12 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 def checkpoint_step(path: Path) -> int:
+    """The training step a checkpoint was saved at (from its file name)."""
     return int(_NAME.match(path.name).group(1))
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest checkpoint in ``directory``, or None where there is none."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
 

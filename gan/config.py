@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PRESETS = ("seed", "improved")
 LOSSES = ("bce", "hinge")
@@ -139,6 +139,8 @@ class GANConfig:
 class TrainOptions:
     """Options of one training run; saved as ``options.json`` in the run directory."""
 
+    FILE: ClassVar[str] = "options.json"  # its name in a run directory (see gan.rundir)
+
     data: str = ""
     model: GANConfig = field(default_factory=GANConfig)
     batch_size: int = 64
@@ -169,7 +171,7 @@ class TrainOptions:
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "TrainOptions":
         """The options saved in a run directory (``options.json``)."""
-        saved = Path(run_dir) / "options.json"
+        saved = Path(run_dir) / cls.FILE
         if not saved.exists():
             raise FileNotFoundError(f"{saved} not found: give options to start a new run")
         return cls.from_dict(json.loads(saved.read_text()))
@@ -178,7 +180,7 @@ class TrainOptions:
         """Write ``options.json`` into ``run_dir`` (whole or not at all: a temporary file, renamed)."""
         tmp = Path(run_dir) / "options.tmp"
         tmp.write_text(self.to_json())
-        os.replace(tmp, Path(run_dir) / "options.json")
+        os.replace(tmp, Path(run_dir) / self.FILE)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainOptions":

@@ -1,11 +1,12 @@
 """Training under Keras' JAX backend, for GPU machines that have JAX but no TensorFlow.
 
-The run directory is the TensorFlow trainer's (``gan.trainer``): the same ``options.json``,
-checkpoints in the same format (``gan.checkpoint``, the same Keras variables in the same order),
-``history.jsonl``, ``loss.png`` and sample grids, so ``avatarbot-train evaluate``/``export`` read
-it and either trainer resumes the other's run. The networks are ``gan.networks``' own; the step is
-``gan.model.GAN.train_step`` written as one pure function, and ``lax.scan`` runs a block of steps
-per call with the whole data set on the device, so the accelerator is not left waiting on Python.
+The run directory is the TensorFlow trainer's (``gan.trainer``), written through the same
+``gan.rundir.RunDir``: the same ``options.json``, checkpoints in the same format (``gan.checkpoint``,
+the same Keras variables in the same order), ``history.jsonl``, ``loss.png`` and sample grids, so
+``avatarbot-train evaluate``/``export`` read it and either trainer resumes the other's run. The
+networks are ``gan.networks``' own; the step is ``gan.model.GAN.train_step`` written as one pure
+function, and ``lax.scan`` runs a block of steps per call with the whole data set on the device, so
+the accelerator is not left waiting on Python.
 
 Supported: the improved preset with either loss, DiffAugment, the R1 penalty, the generator EMA,
 frozen layers, bfloat16 and the learning-rate schedule. The seed preset (its dropout layer is
@@ -18,10 +19,8 @@ Keras picks its backend once, when first imported: set ``KERAS_BACKEND=jax`` bef
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from gan import checkpoint as ckpt
 from gan.config import GANConfig, TrainOptions, parse_policy
 from gan.data import load_folder
-from gan.imaging import grid, to_uint8
-from gan.latents import latents_for_seeds
-from gan.networks import build_networks, recalibrate_batchnorm
-from gan.runtime import cpu_model, sigterm_as_interrupt
+from gan.networks import build_networks
+from gan.rundir import RunDir
+from gan.runtime import cpu_model
 from gan.schedule import LearningRate
+from gan.styles import load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +131,9 @@ class JaxTrainer:
 
     def __init__(self, run_dir: str | os.PathLike, options: TrainOptions | None = None,
                  progress_bar: bool = True, log_every: int = 50) -> None:
-        self.run_dir = Path(run_dir)
+        self.run_dir = RunDir(run_dir)
         if options is None:
-            options = TrainOptions.load(self.run_dir)
+            options = self.run_dir.load_options()
         check_supported(options.model, options.strategy)
         self.options = options
         self.progress_bar = progress_bar
@@ -150,29 +148,22 @@ class JaxTrainer:
         import jax
 
         o = self.options
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        o.save(self.run_dir)
+        device = jax.devices()[0]
+        hardware = (f"{cpu_model()}, {os.cpu_count()} cores (JAX)" if device.platform == "cpu"
+                    else f"{device.device_kind} ({device.platform.upper()}, JAX)")
+        self.run_dir.start(o, hardware)
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if o.mixed_precision else "float32")
         keras.utils.set_random_seed(o.seed)
         self.nets = Networks.build(o.model)
-        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
-        if latest is not None:
-            ckpt.load_checkpoint(self.nets, latest)
-            log.info("resumed from %s", latest)
-        elif o.init_from:
-            ckpt.load_pretrained(self.nets, o.init_from)
-        device = jax.devices()[0]
-        self.hardware = (f"{cpu_model()}, {os.cpu_count()} cores (JAX)" if device.platform == "cpu"
-                         else f"{device.device_kind} ({device.platform.upper()}, JAX)")
+        if o.init_from and self.run_dir.latest_checkpoint() is None:
+            load_pretrained(self.nets, o.init_from)
+        self.run_dir.resume(self.nets)
         self.state = self._pull_state()
         return self.step
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
     def step(self) -> int:
+        """The step the networks have trained to."""
         if self.state is not None:
             return int(self.state["g_opt"][self._g_iter])
         return int(self.nets.g_optimizer.iterations.numpy())
@@ -303,37 +294,19 @@ class JaxTrainer:
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:
+        """Checkpoint the current step (once: a second call at the same step is free)."""
         self._push_state()
-        return ckpt.save_once(self.nets, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
-
-    def record(self, step: int, metrics: dict) -> None:
-        line = {"step": step, "images": step * self.options.batch_size, "time": time.time(),
-                "hardware": self.hardware, **metrics}
-        with open(self.run_dir / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
+        return self.run_dir.save_checkpoint(self.nets)
 
     def write_samples(self) -> Path:
         """The fixed sample seeds' grid from the generator that would be exported."""
         self._push_state()
-        n = self.nets
-        g = n.ema_generator or n.generator
-        if g is n.ema_generator:
-            recalibrate_batchnorm(g, n.config.latent_dim, batches=20, batch_size=128)
-        z = latents_for_seeds(self.options.sample_seeds, n.config.latent_dim)
-        picture = grid(to_uint8(np.asarray(g(z, training=False))))
-        out = self.run_dir / "samples"
-        out.mkdir(exist_ok=True)
-        path = out / f"step-{self.step:09d}.png"
-        picture.save(path)
-        picture.save(out / "latest.png")
-        return path
+        return self.run_dir.write_samples(self.nets)[0]
 
     def _end_of_epoch(self) -> None:
-        from gan.plots import plot_history
-
         self.save()
         self.write_samples()
-        plot_history(self.run_dir / "history.jsonl", self.run_dir / "loss.png")
+        self.run_dir.plot_losses()
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -345,8 +318,7 @@ class JaxTrainer:
 
         start = self.setup()
         o = self.options
-        if start >= o.steps:
-            log.info("run already complete at step %d", start)
+        if self.run_dir.finished(start):
             return "done"
         images, stats = load_folder(o.data, o.model.image_size + o.crop_margin, o.max_images)
         log.info("data: %s", stats.summary())
@@ -356,54 +328,41 @@ class JaxTrainer:
         block_fn = self._make_block()
         schedules = [LearningRate(base, o.lr_warmup_steps, o.lr_decay_start, o.steps)
                      for base in (o.model.g_lr, o.model.d_lr)]
-        # Epochs of the data in a fresh order each, seeded by the run seed and the starting step.
-        rng = np.random.default_rng([o.seed, start])
-        order = np.empty(0, np.int64)
-        key = jax.random.PRNGKey(o.seed * 1_000_003 + start)
-        bar = None
-        if self.progress_bar:
-            from tqdm import tqdm
 
-            bar = tqdm(total=o.steps * o.batch_size, initial=start * o.batch_size, unit="img",
-                       unit_scale=True, dynamic_ncols=True, desc="train")
-        status, step = "done", start
-        try:
-            with sigterm_as_interrupt():
-                while step < o.steps:
-                    boundaries = [o.steps, (step // o.checkpoint_every + 1) * o.checkpoint_every,
-                                  (step // o.steps_per_epoch + 1) * o.steps_per_epoch,
-                                  (step // self.log_every + 1) * self.log_every, step + BLOCK]
-                    count = min(boundaries) - step
-                    while len(order) < count * o.batch_size:
-                        order = np.concatenate([order, rng.permutation(len(images))])
-                    idx, order = order[:count * o.batch_size].reshape(count, o.batch_size), order[count * o.batch_size:]
-                    key, sub = jax.random.split(key)
-                    lrs = [np.array([s(step + i) for i in range(count)], np.float32) for s in schedules]
-                    self.state, metrics = block_fn(self.state, data, jnp.asarray(idx), jax.random.split(sub, count),
-                                                   *map(jnp.asarray, lrs))
-                    metrics = np.asarray(metrics).mean(axis=0)
-                    step += count
-                    self.last_metrics = dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), map(float, metrics)))
-                    if not np.isfinite(metrics).all():
-                        raise FloatingPointError(f"losses are not finite at step {step}: {self.last_metrics}")
-                    if bar is not None:
-                        bar.update(count * o.batch_size)
-                        bar.set_postfix(step=step, d=f"{metrics[0]:.3f}", g=f"{metrics[1]:.3f}")
-                    if step % self.log_every == 0 or step >= o.steps:
-                        self.record(step, self.last_metrics)
-                    if step % o.checkpoint_every == 0:
-                        self.save()
-                    if step % o.steps_per_epoch == 0 or step >= o.steps:
-                        self._end_of_epoch()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            log.warning("interrupted at step %d: saving a checkpoint", step)
-        finally:
-            if bar is not None:
-                bar.close()
-        if status == "interrupted":
-            self.save()
-        return status
+        def train(bar) -> None:
+            # Epochs of the data in a fresh order each, seeded by the run seed and the starting step.
+            rng = np.random.default_rng([o.seed, start])
+            order = np.empty(0, np.int64)
+            key = jax.random.PRNGKey(o.seed * 1_000_003 + start)
+            step = start
+            while step < o.steps:
+                boundaries = [o.steps, (step // o.checkpoint_every + 1) * o.checkpoint_every,
+                              (step // o.steps_per_epoch + 1) * o.steps_per_epoch,
+                              (step // self.log_every + 1) * self.log_every, step + BLOCK]
+                count = min(boundaries) - step
+                while len(order) < count * o.batch_size:
+                    order = np.concatenate([order, rng.permutation(len(images))])
+                idx, order = order[:count * o.batch_size].reshape(count, o.batch_size), order[count * o.batch_size:]
+                key, sub = jax.random.split(key)
+                lrs = [np.array([s(step + i) for i in range(count)], np.float32) for s in schedules]
+                self.state, metrics = block_fn(self.state, data, jnp.asarray(idx), jax.random.split(sub, count),
+                                               *map(jnp.asarray, lrs))
+                metrics = np.asarray(metrics).mean(axis=0)
+                step += count
+                self.last_metrics = dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), map(float, metrics)))
+                if not np.isfinite(metrics).all():
+                    raise FloatingPointError(f"losses are not finite at step {step}: {self.last_metrics}")
+                if bar is not None:
+                    bar.update(count * o.batch_size)
+                    bar.set_postfix(step=step, d=f"{metrics[0]:.3f}", g=f"{metrics[1]:.3f}")
+                if step % self.log_every == 0 or step >= o.steps:
+                    self.run_dir.record(step, self.last_metrics)
+                if step % o.checkpoint_every == 0:
+                    self.save()
+                if step % o.steps_per_epoch == 0 or step >= o.steps:
+                    self._end_of_epoch()
+
+        return self.run_dir.session(start, train, self.save, self.progress_bar)
 
 
 def _losses(name: str):

@@ -135,12 +135,13 @@ def _fake_images(source: Path, n: int, truncation: float, step: int | None = Non
     """Images from a style folder, a run directory (newest checkpoint) or a folder of images."""
     from gan.data import load_folder
     from gan.inference import AvatarGenerator
+    from gan.rundir import RunDir
 
     if (source / "style.json").exists():
         gen = AvatarGenerator.load(source)
         return gen.generate(list(range(n)), truncation), {"style": gen.style,
                                                           "weights_sha256": gen.weights_sha256}
-    if (source / "options.json").exists():
+    if RunDir(source).is_run():
         import tempfile
 
         from gan.styles import export_run

@@ -162,6 +162,26 @@ def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
     return info
 
 
+def load_pretrained(gan, source: str | os.PathLike) -> StyleInfo | None:
+    """Start ``gan`` (a ``GAN``, or the JAX trainer's networks) from pretrained networks: a run
+    directory's newest checkpoint (networks only, not optimizer state) or a style folder
+    (hash-verified weights). The EMA generator starts as a copy of the generator. Returns the
+    style's ``StyleInfo`` for a style folder, else None."""
+    from gan import checkpoint as ckpt
+    from gan.rundir import RunDir
+
+    latest = RunDir(source).latest_checkpoint()
+    info = None
+    if latest is not None:
+        ckpt.load_checkpoint(gan, latest, groups=ckpt.NETWORKS)
+    else:
+        info = load_style_into(source, gan)
+    if gan.ema_generator is not None:
+        gan.ema_generator.set_weights(gan.generator.get_weights())
+    log.info("initialised weights from %s", source)
+    return info
+
+
 def _load_base_generator(generator: keras.Model, info: StyleInfo) -> None:
     """Load a style without a style head into the base layers of a generator with one; the head
     keeps its fresh weights (which start by drawing the base faces unchanged)."""
@@ -259,34 +279,29 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     """Export a run's newest checkpoint (or the one of ``step``) as ``weights_dir/name``: the EMA
     generator when the run has one, with its BatchNorm statistics recalibrated."""
     from gan import checkpoint as ckpt
-    from gan.config import TrainOptions
     from gan.model import GAN
     from gan.networks import recalibrate_batchnorm
+    from gan.rundir import RunDir
+    from gan.runtime import tensorflow_machine
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     check_style_name(name)
-    options_path = run_dir / "options.json"
-    if not options_path.is_file():
+    if not run.is_run():
         raise StyleError(f"{run_dir} is not a training run (no options.json)")
-    options = TrainOptions.from_dict(json.loads(options_path.read_text()))
-    found = ckpt.list_checkpoints(run_dir / "checkpoints")
-    if step is not None:
-        found = [p for p in found if ckpt.checkpoint_step(p) == step]
-    if not found:
+    options = run.load_options()
+    latest = run.checkpoint(step)
+    if latest is None:
         raise StyleError(f"{run_dir} has no checkpoint{f' of step {step}' if step is not None else ''} to export")
-    latest = found[-1]
     with float32_policy():
         gan = GAN(options.model)
         gan.compile()
         # The networks only: optimizer state is not exported (and may differ between versions).
-        ckpt.load_checkpoint(gan, latest, groups=("generator", "discriminator", "ema_generator"))
+        ckpt.load_checkpoint(gan, latest, groups=ckpt.NETWORKS)
     step = ckpt.checkpoint_step(latest)
     generator = gan.inference_generator()
     if generator is gan.ema_generator:
         recalibrate_batchnorm(generator, options.model.latent_dim)
     metrics = json.loads(Path(metrics_file).read_text()) if metrics_file else {}
-    history = run_dir / "history.jsonl"
-    wall = _wall_time(history)
     training = {
         "steps": step,
         "images_seen": step * options.batch_size,
@@ -294,37 +309,12 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
         "data": options.data,
         "mixed_precision": options.mixed_precision,
         "init_from": options.init_from,
-        "wall_time_s": wall,
-        "hardware": _hardware(history),
+        "wall_time_s": run.wall_time(),
+        # The machine its history names, else this one (a run from before the trainers named theirs).
+        "hardware": run.trained_on() or tensorflow_machine(),
         "checkpoint": latest.name,
     }
     return write_style(Path(weights_dir) / name, name, options.model, generator,
                        gan.discriminator if include_discriminator else None, training, metrics, description,
                        notes, comparison)
 
-
-def _hardware(history: Path) -> str:
-    """The machine that trained the run, for the model card: the newest one its history log names
-    (both trainers record theirs), else this one (a run from before they did)."""
-    if history.exists():
-        named = [json.loads(line).get("hardware") for line in history.read_text().splitlines() if line.strip()]
-        named = [n for n in named if n]
-        if named:
-            return named[-1]
-    from gan.runtime import tensorflow_machine
-
-    return tensorflow_machine()
-
-
-def _wall_time(history: Path) -> float | None:
-    """Training wall time from the history log, leaving out pauses between resumed sessions."""
-    if not history.exists():
-        return None
-    times = [json.loads(line)["time"] for line in history.read_text().splitlines() if line.strip()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    if not gaps:
-        return None
-    typical = sorted(gaps)[len(gaps) // 2]
-    # A pause is a gap both far longer than usual and over 5 minutes: on a GPU, where 50 steps take a
-    # fraction of a second, saving a checkpoint and a sample grid is 20 usual gaps but still training.
-    return round(sum(g for g in gaps if g < max(20 * typical, 300.0)), 1)

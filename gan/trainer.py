@@ -1,21 +1,11 @@
-"""A resumable training run: one run directory, its options as JSON, checkpoints, samples, logs.
-
-Layout of a run directory::
-
-    options.json          the TrainOptions of the run (written once, read on resume)
-    checkpoints/          step-<n>.npz, the newest few kept (see gan.checkpoint)
-    samples/              step-<n>.png grids from fixed seeds, and latest.png
-    history.jsonl         one line of metrics every ``log_every`` steps
-    loss.png              the loss curves so far
-    logs/                 TensorBoard event files
+"""A resumable training run under TensorFlow: ``keras.Model.fit`` on a ``GAN``, in a run directory
+(``gan.rundir``: options, checkpoints, sample grids, history and loss plot), with TensorBoard logs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,15 +13,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoint as ckpt
 from gan.config import TrainOptions
 from gan.data import load_folder, make_dataset
-from gan.imaging import grid, to_uint8
-from gan.latents import latents_for_seeds
 from gan.model import GAN
-from gan.networks import recalibrate_batchnorm
-from gan.runtime import bf16_is_fast, sigterm_as_interrupt, tensorflow_machine
+from gan.rundir import RunDir
+from gan.runtime import bf16_is_fast, tensorflow_machine
 from gan.schedule import LearningRate
+from gan.styles import load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +45,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def set_precision(mixed: bool) -> None:
     """bfloat16 compute with float32 weights (``mixed``), or plain float32."""
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
-
-
-def sample_grid(gan: GAN, seeds: list[int]) -> np.ndarray:
-    """uint8 images of the fixed sample seeds from the generator that would be exported."""
-    g = gan.inference_generator()
-    if g is gan.ema_generator:
-        recalibrate_batchnorm(g, gan.config.latent_dim, batches=20, batch_size=128)
-    z = latents_for_seeds(seeds, gan.config.latent_dim)
-    return to_uint8(g(z, training=False).numpy())
 
 
 class _RunCallback(keras.callbacks.Callback):
@@ -102,10 +81,8 @@ class Trainer:
     def __init__(self, run_dir: str | os.PathLike, options: TrainOptions | None = None,
                  progress_bar: bool = True, on_progress: ProgressFn | None = None,
                  on_epoch: Callable[[int, Path], None] | None = None, log_every: int = 50) -> None:
-        self.run_dir = Path(run_dir)
-        if options is None:
-            options = TrainOptions.load(self.run_dir)
-        self.options = options
+        self.run_dir = RunDir(run_dir)
+        self.options = options if options is not None else self.run_dir.load_options()
         self.progress_bar = progress_bar
         self.on_progress = on_progress
         self.on_epoch = on_epoch
@@ -121,8 +98,7 @@ class Trainer:
     def setup(self) -> int:
         """Build the model (resuming from the newest checkpoint); returns the starting step."""
         o = self.options
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        o.save(self.run_dir)
+        self.run_dir.start(o, tensorflow_machine())
         set_precision(o.mixed_precision)
         if o.mixed_precision and not bf16_is_fast():
             log.warning("bfloat16 mixed precision is emulated on this machine (no GPU, and the CPU has "
@@ -130,19 +106,14 @@ class Trainer:
                         "float32; train without --bf16")
         keras.utils.set_random_seed(o.seed)
         self.strategy = make_strategy(o.strategy)
-        self.hardware = tensorflow_machine()  # named in the history, for the model card
         with self.strategy.scope():
             self.gan = GAN(o.model)
             self.gan.compile()
             self.gan.build_all()
-        latest = ckpt.latest_checkpoint(self.checkpoint_dir)
         # A resumed run with a g_anchor penalty needs its starting weights again, as the anchor.
-        if o.init_from and (latest is None or self.gan.anchor_generator is not None):
+        if o.init_from and (self.run_dir.latest_checkpoint() is None or self.gan.anchor_generator is not None):
             self._init_from(Path(o.init_from))
-        step = 0
-        if latest is not None:
-            step = ckpt.load_checkpoint(self.gan, latest)
-            log.info("resumed from %s (step %d)", latest, step)
+        step = self.run_dir.resume(self.gan)
         self.set_learning_rates()
         return step
 
@@ -157,52 +128,43 @@ class Trainer:
 
     def _init_from(self, source: Path) -> None:
         """Start from pretrained weights: a run directory's checkpoint or a style folder."""
-        info = ckpt.load_pretrained(self.gan, source)
+        info = load_pretrained(self.gan, source)
         self.fresh_head = bool(info is not None and self.gan.config.g_head and not info.config.g_head)
         if self.gan.anchor_generator is not None:
             self.gan.anchor_generator.set_weights(self.gan.generator.get_weights())
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        """Where the run's checkpoints are (``RunDir.checkpoint_dir``)."""
+        return self.run_dir.checkpoint_dir
 
     @property
     def step(self) -> int:
+        """The step the model has trained to."""
         return int(self.gan.g_optimizer.iterations.numpy())
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:
         """Checkpoint the current step (once: a second call at the same step is free)."""
-        return ckpt.save_once(self.gan, self.checkpoint_dir, keep_every=self.options.steps_per_epoch * 10)
+        return self.run_dir.save_checkpoint(self.gan)
 
     def record(self, step: int, metrics: dict) -> None:
-        line = {"step": step, "images": step * self.options.batch_size, "time": time.time(),
-                "hardware": self.hardware, **metrics}
-        with open(self.run_dir / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
+        """A line of the history, and the same metrics in TensorBoard."""
+        self.run_dir.record(step, metrics)
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+            self._writer = tf.summary.create_file_writer(str(self.run_dir.logs_dir))
         with self._writer.as_default(step=step):
             for k, v in metrics.items():
                 tf.summary.scalar(k, v)
 
     def write_samples(self) -> Path:
-        step = self.step
-        out = self.run_dir / "samples"
-        out.mkdir(exist_ok=True)
-        picture = grid(sample_grid(self.gan, self.options.sample_seeds))
-        path = out / f"step-{step:09d}.png"
-        picture.save(path)
-        picture.save(out / "latest.png")
+        """The fixed sample seeds' grid, in the run directory and in TensorBoard."""
+        path, picture = self.run_dir.write_samples(self.gan)
         if self._writer is not None:
+            step = self.step
             with self._writer.as_default(step=step):
                 tf.summary.image("samples", np.asarray(picture)[None], step=step)
         return path
-
-    def plot_losses(self) -> Path | None:
-        from gan.plots import plot_history
-
-        return plot_history(self.run_dir / "history.jsonl", self.run_dir / "loss.png")
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -212,8 +174,7 @@ class Trainer:
         """
         start = self.setup()
         o = self.options
-        if start >= o.steps:
-            log.info("run already complete at step %d", start)
+        if self.run_dir.finished(start):
             return "done"
         images, self.data_stats = load_folder(o.data, o.model.image_size + o.crop_margin, o.max_images)
         log.info("data: %s", self.data_stats.summary())
@@ -223,38 +184,28 @@ class Trainer:
         # The global batch: under tf.distribute, fit splits each batch across the replicas.
         dataset = make_dataset(images, o.batch_size, o.model.image_size, o.crop_margin, seed=o.seed + start)
         callback = _RunCallback(self)
-        if self.progress_bar:
-            from tqdm import tqdm
 
-            self.bar = tqdm(total=o.steps * o.batch_size, initial=start * o.batch_size, unit="img",
-                            unit_scale=True, dynamic_ncols=True, desc="train")
-        status = "done"
+        def train(bar) -> None:
+            self.bar = bar  # the callback moves it on
+            step = start
+            while step < o.steps:
+                epoch = step // o.steps_per_epoch
+                n = min(o.steps_per_epoch - step % o.steps_per_epoch, o.steps - step)
+                self.gan.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
+                             callbacks=[callback], verbose=0, shuffle=False)
+                step = self.step
+                if step % o.steps_per_epoch == 0 or step >= o.steps:
+                    self._end_of_epoch()
+
         try:
-            with sigterm_as_interrupt():
-                step = start
-                while step < o.steps:
-                    epoch = step // o.steps_per_epoch
-                    n = min(o.steps_per_epoch - step % o.steps_per_epoch, o.steps - step)
-                    self.gan.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
-                                 callbacks=[callback], verbose=0, shuffle=False)
-                    step = self.step
-                    if step % o.steps_per_epoch == 0 or step >= o.steps:
-                        self._end_of_epoch(epoch)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            log.warning("interrupted at step %d: saving a checkpoint", self.step)
+            return self.run_dir.session(start, train, self.save, self.progress_bar)
         finally:
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-        if status == "interrupted":
-            self.save()
-        return status
+            self.bar = None
 
-    def _end_of_epoch(self, epoch: int) -> None:
+    def _end_of_epoch(self) -> None:
         self.save()
         path = self.write_samples()
-        self.plot_losses()
+        self.run_dir.plot_losses()
         if self._writer is not None:
             self._writer.flush()
         if self.on_epoch is not None:

@@ -403,10 +403,11 @@ def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
 
 
 def test_wall_time_counts_checkpoint_pauses_but_not_breaks_between_sessions(tmp_path):
-    from gan.styles import _wall_time
+    from gan.rundir import RunDir
 
-    history = tmp_path / "history.jsonl"
+    run = RunDir(tmp_path)
+    assert run.wall_time() is None  # no history yet
     # 0.3 s per logged line (a GPU), a 10 s checkpoint pause, then a 2-hour break before a resume.
     times = [0.3 * i for i in range(10)] + [2.7 + 10.0] + [12.7 + 7200 + 0.3 * i for i in range(10)]
-    history.write_text("".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times)))
-    assert _wall_time(history) == pytest.approx(0.3 * 9 + 10.0 + 0.3 * 9, abs=0.1)
+    run.history_file.write_text("".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times)))
+    assert run.wall_time() == pytest.approx(0.3 * 9 + 10.0 + 0.3 * 9, abs=0.1)

@@ -89,6 +89,62 @@ def test_interrupt_saves_a_checkpoint_and_the_next_run_continues(tmp_path, image
     assert resumed.run() == "done" and resumed.step == 6
 
 
+def test_run_directory_saves_options_keeps_history_and_finds_the_checkpoint_to_resume(tmp_path, image_folder):
+    """gan.rundir.RunDir, which both trainers write a run through and export reads it through."""
+    from gan.model import GAN
+    from gan.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    assert not run.is_run() and run.latest_checkpoint() is None and run.history() == []
+    assert run.trained_on() is None and run.wall_time() is None
+    options = _options(image_folder)
+    run.start(options, "machine A")
+    assert run.is_run() and run.options_file.read_text() == options.to_json()
+    assert RunDir(run.path).load_options() == options
+    run.record(2, {"d_loss": 0.5, "g_loss": 1.5})
+    run.start(options, "machine B")  # resumed elsewhere
+    run.record(4, {"d_loss": 0.25})
+    rows = RunDir(run.path).history()
+    assert [(r["step"], r["images"], r["hardware"]) for r in rows] == [(2, 8, "machine A"), (4, 16, "machine B")]
+    assert list(rows[0]) == ["step", "images", "time", "hardware", "d_loss", "g_loss"] and rows[0]["g_loss"] == 1.5
+    assert RunDir(run.path).trained_on() == "machine B"
+
+    def built() -> GAN:
+        gan = GAN(tiny_config())
+        gan.compile()
+        gan.build_all()
+        return gan
+
+    gan = built()
+    for step in (1, 3):
+        gan.g_optimizer.iterations.assign(step)
+        run.save_checkpoint(gan)
+    assert [p.name for p in run.checkpoints()] == ["step-000000001.npz", "step-000000003.npz"]
+    assert run.checkpoint(1).name == "step-000000001.npz" and run.checkpoint(2) is None
+    assert run.checkpoint() == run.latest_checkpoint() == run.checkpoint_dir / "step-000000003.npz"
+    assert RunDir(run.path).resume(built()) == 3 and not run.finished(3) and run.finished(4)
+
+    path, picture = run.write_samples(gan)
+    assert path == run.samples_dir / "step-000000003.png" and (run.samples_dir / "latest.png").exists()
+    assert picture.size[0] > 64 and run.plot_losses() == run.loss_plot and run.loss_plot.exists()
+
+    def stopped(bar) -> None:
+        raise KeyboardInterrupt
+
+    gan.g_optimizer.iterations.assign(4)
+    assert run.session(3, stopped, lambda: run.save_checkpoint(gan), progress_bar=False) == "interrupted"
+    assert run.latest_checkpoint().name == "step-000000004.npz"
+
+
+def test_run_directory_and_checkpoints_import_neither_tensorflow_nor_styles():
+    """The JAX trainer reads and writes runs where there is no TensorFlow, and gan.styles (export)
+    depends on gan.checkpoint, never the other way."""
+    script = ("import sys, gan.rundir, gan.checkpoint; "
+              "loaded = {'tensorflow', 'keras', 'gan.styles'} & set(sys.modules); assert not loaded, loaded")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_learning_rate_schedule_warms_up_holds_and_decays_to_zero():
     from gan.trainer import LearningRate
 

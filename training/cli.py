@@ -38,17 +38,18 @@ def _model_overrides(pairs: list[str]) -> dict:
 
 def _init_config(init_from: str | None):
     """The model config of the style folder or run directory a new run starts from, if any."""
-    from gan.config import TrainOptions
+    from gan.rundir import RunDir
     from gan.styles import StyleError, read_style
 
     if not init_from:
         return None
     source = Path(init_from)
+    run = RunDir(source)
     try:
         if (source / "style.json").exists():
             return read_style(source, verify_hashes=False).config
-        if (source / "options.json").exists():
-            return TrainOptions.from_dict(json.loads((source / "options.json").read_text())).model
+        if run.is_run():
+            return run.load_options().model
     except (StyleError, ValueError) as exc:
         raise CLIError(f"cannot start from {source}: {exc}") from None
     raise CLIError(f"--init-from {source}: not a style folder or run directory")
@@ -56,23 +57,23 @@ def _init_config(init_from: str | None):
 
 def _train_options(args: argparse.Namespace):
     from gan.config import GANConfig, TrainOptions
+    from gan.rundir import RunDir
 
-    run_dir = Path(args.run_dir)
-    saved = run_dir / "options.json"
+    run = RunDir(args.run_dir)
     given = {k: getattr(args, k) for k in ("data", "steps", "batch_size", "steps_per_epoch",
                                            "checkpoint_every", "crop_margin", "strategy", "seed",
                                            "init_from", "max_images", "lr_decay_start", "lr_warmup_steps")
              if getattr(args, k) is not None}
     if args.bf16 is not None:
         given["mixed_precision"] = args.bf16
-    if saved.exists():
-        options = TrainOptions.from_dict(json.loads(saved.read_text()))
+    if run.is_run():
+        options = run.load_options()
         current = options.to_dict()
         changed = {k for k, v in given.items() if current.get(k) != v}
         if args.preset or args.set:
             changed.add("preset/--set")
         if changed - RESUMABLE_CHANGES:
-            raise CLIError(f"{run_dir} already holds a run with other options "
+            raise CLIError(f"{run.path} already holds a run with other options "
                            f"({', '.join(sorted(changed - RESUMABLE_CHANGES))}); use a new run directory")
         for k in changed & RESUMABLE_CHANGES:
             setattr(options, k, given[k])

@@ -41,17 +41,17 @@ def looks_like_seed(text: str) -> bool:
     return bool(_INT.match(text))
 
 
-def _small_int(text: str) -> int | None:
-    """The integer ``text`` spells (ASCII digits only), or None; huge numbers come back as None."""
+def whole_number(text: str) -> int | None:
+    """The integer ``text`` spells, or None; huge numbers come back as None before ``int()`` sees them."""
     text = text.strip()
-    if not looks_like_seed(text) or not text.isascii() or len(text.lstrip("+-")) > _MAX_DIGITS:
+    if not looks_like_seed(text) or len(text.lstrip("+-")) > _MAX_DIGITS:
         return None
     return int(text)
 
 
 def parse_seed(value: int | str) -> int:
     """A seed from what the user typed: a whole number in [0, 2**63)."""
-    seed = _small_int(str(value))
+    seed = whole_number(str(value))
     if seed is None or not 0 <= seed < MAX_SEED:
         raise UserError.bad_input(f"The seed must be a whole number from 0 to {MAX_SEED - 1}.")
     return seed
@@ -77,7 +77,7 @@ def parse_seed_or_name(value: int | str | None, what: str) -> tuple[int, str | N
 
 def parse_int(value: int | str, what: str, lo: int, hi: int) -> int:
     """A whole number option in [lo, hi]."""
-    number = _small_int(str(value))
+    number = whole_number(str(value))
     if number is None or not lo <= number <= hi:
         raise UserError.bad_input(f"{what} must be a whole number from {lo} to {hi}.")
     return number

@@ -28,7 +28,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Callb
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
 from bot.replies import Command, Reply
-from bot.requests import AvatarRequest, looks_like_seed
+from bot.requests import AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
 from bot.styles import StyleDesk
 
@@ -209,7 +209,8 @@ class TelegramHandlers:
     async def _train(self, update: Update, context: ContextTypes.DEFAULT_TYPE, document_message: Message,
                      words: list[str]) -> None:
         message = update.effective_message
-        if not 1 <= len(words) <= 2 or (len(words) == 2 and not words[1].isdigit()):
+        steps = whole_number(words[1]) if len(words) == 2 else None
+        if not 1 <= len(words) <= 2 or (len(words) == 2 and (steps is None or steps < 1)):
             await message.reply_text(TRAIN_USAGE)
             return
         if await self._refused(update, context):
@@ -221,7 +222,7 @@ class TelegramHandlers:
             await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
             upload = bytes(await (await document.get_file()).download_as_bytearray())
             text = await self.desk.train("telegram", str(chat_id), str(update.effective_user.id), words[0], upload,
-                                         int(words[1]) if len(words) == 2 else None,
+                                         steps,
                                          {"chat": chat_id, "reply_to": message.message_id})
         except UserError as exc:
             text = str(exc)

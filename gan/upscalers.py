@@ -164,7 +164,9 @@ class NetworkUpscaler(Upscaler):
                 model, info = load_network(self._folders[i])
                 size = self._input_size * int(np.prod([s for s, _ in self._stages] or [1]))
                 probe = np.random.default_rng(_PROBE_SEED).random((4, size, size, 3), np.float32)
-                chunks = NETWORK_CHUNKS[info.kind]
+                # Past the first stage the inputs are large (a 2x stage on 256 px needs about 1 GB a
+                # face at batch 4), so they run one face at a time.
+                chunks = NETWORK_CHUNKS[info.kind] if i == 0 else (1,)
                 runner = FixedBatchRunner(model, (size, size, 3), chunks, probe[:max(chunks)],
                                           what=f"upscaler {info.name}")
                 log.info("loaded upscaler %s (%s), batch shapes %s", info.name, info.weights_sha256[:12],

@@ -74,7 +74,8 @@ async def test_a_face_is_the_same_alone_or_in_a_busy_batch(registry):
 async def test_requests_arriving_together_share_one_generator_call(registry):
     service = make_service(registry, cache_size=0, max_batch=64)
     await service.handle(req(seed=1))  # make the batcher exist
-    batcher = service._batchers[registry.resolve("default").key][1]
+    key = registry.resolve("default").key
+    batcher = next(b for k, (_, b) in service._batchers.items() if k[0] == key)
     calls = batcher.calls
     replies = await asyncio.gather(*[service.handle(req(user=f"u{i}", seed=100 + i)) for i in range(32)])
     assert len({r.data for r in replies}) == 32
@@ -144,6 +145,8 @@ async def test_names_grids_variations_upscale_morph(registry):
     (dict(seed=-1), "seed must be a whole number"),
     (dict(seed=MAX_SEED), "seed must be a whole number"),
     (dict(seed="1.5"), "seed must be a whole number"),
+    (dict(seed="9" * 5000), "seed must be a whole number"),  # no digit-limit error from int()
+    (dict(count="\u00b2"), "count must be a whole number"),
     (dict(seed=1, name="Bob"), "not both"),
     (dict(name="x" * 101), "too long"),
     (dict(count=0), "count must be a whole number from 1 to 4"),

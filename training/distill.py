@@ -294,10 +294,14 @@ def export(run_dir: Path, out_folder: Path) -> Path:
                     + (f" and {options.held_out} real pictures" if options.real else "")},
     }
     (out_folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    picks = [i for i in (0, 1, 2, 3, 5, 8) if i < len(lr)]
+    # bicubic | student | teacher, on three held-out generated faces and one real picture
     rows = []
-    for i in picks:
-        rows += [resize(lr[i:i + 1], 256)[0], out[i], hr[i]]
-    grid(rows, cols=3, cell=256).save(out_folder / "comparison.png")
+    lr_real, hr_real = _load_pairs(run_dir, "heldout-real")
+    shown = [(lr[i:i + 1], hr[i]) for i in range(min(3, len(lr)))]
+    if len(lr_real):
+        shown.append((lr_real[:1], hr_real[0]))
+    for face, teacher_out in shown:
+        rows += [resize(face, 256)[0], predict(face)[0], teacher_out]
+    grid(rows, cols=3, cell=256).save(out_folder / "comparison.png", optimize=True)
     log.info("exported the student to %s: %s", out_folder, metrics)
     return out_folder

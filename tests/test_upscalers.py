@@ -114,6 +114,28 @@ def test_hd_faces_are_sharper_than_bicubic_and_true_to_the_face(shipped):
     assert psnr(resize(student, 64), faces) > 26  # and still draws the same face
 
 
+def test_a_style_chooses_its_upscaler(tmp_path):
+    from gan.inference import AvatarGenerator
+    from tests.conftest import make_style
+
+    folder = make_style(tmp_path / "plain")
+    assert AvatarGenerator.load(folder).default_upscaler == "student"
+    flat = AvatarGenerator.load(make_style(tmp_path / "flat", g_head=8, g_palette=8))
+    assert flat.default_upscaler == "bicubic"  # flat tones stay flat
+    meta = json.loads((folder / "style.json").read_text())
+    meta["upscaler"] = "cugan"
+    (folder / "style.json").write_text(json.dumps(meta))
+    chosen = AvatarGenerator.load(folder)
+    assert chosen.default_upscaler == "cugan"
+    assert chosen.metadata(1, size=256)["upscaler"] == "cugan"
+    meta["upscalers"] = {"student": ["../../elsewhere"]}  # folder names only, never paths
+    (folder / "style.json").write_text(json.dumps(meta))
+    from gan.upscalers import UpscalerError
+
+    with pytest.raises(UpscalerError, match="plain folder names only"):
+        AvatarGenerator.load(folder).generate([1], size=256, upscaler="student")
+
+
 def test_512_px_runs_real_cugan_twice_and_the_metadata_says_so(shipped):
     face = shipped.generate([42])
     big = shipped.upscale(face, 512, "cugan")

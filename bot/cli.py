@@ -17,22 +17,12 @@ import secrets
 import sys
 from pathlib import Path
 
+from bot.paths import default_weights_dir
 from gan.runtime import CLIError, run_command
 
 log = logging.getLogger(__name__)
 
 MAX_GRID = 64
-
-
-def default_weights_dir() -> Path:
-    """``$WEIGHTS_DIR``, else ``./weights`` when it exists, else the weights shipped with the code."""
-    env = os.environ.get("WEIGHTS_DIR")
-    if env:
-        return Path(env)
-    local = Path("weights")
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parent.parent / "weights"
 
 
 def parse_seed_list(text: str) -> list[int]:

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.paths import default_weights_dir
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
     bot_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     style_train_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.DEFAULT_STEPS
     style_max_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.MAX_STEPS
+    # On Telegram at most 20 MB whatever the setting: the most the Bot API lets a bot download (bot.telegram_bot).
     style_max_upload_mb: float = Field(default=25.0, gt=0, le=2000)
     style_min_images: int = Field(default=20, ge=1)
     face_cascade: Path | None = None
@@ -100,8 +103,6 @@ class Settings(BaseSettings):
         """``WEIGHTS_DIR``, else the same folder ``avatarbot generate`` uses."""
         if self.weights_dir is not None:
             return self.weights_dir
-        from bot.cli import default_weights_dir
-
         return default_weights_dir()
 
     @property

@@ -7,6 +7,9 @@ custom id (``bot.actions``), so they keep working after a restart.
 ``/style train|list|status|cancel|delete|default`` manage a server's custom styles (``bot.styles``):
 members with Manage Server only, checked here in code. A job's progress is one channel message,
 edited as it goes.
+
+Texts that quote users or data are fitted to Discord's limits (``bot.text``): 2000 characters of
+message content; an embed's title 256, description 4096, field values 1024.
 """
 
 from __future__ import annotations
@@ -25,11 +28,17 @@ from bot.errors import APOLOGY, UserError
 from bot.replies import Command, Reply
 from bot.requests import AvatarRequest
 from bot.service import AvatarService
-from bot.styles import StyleDesk
+from bot.styles import StyleDesk, typed_style
+from bot.text import clip, fit
 
 log = logging.getLogger(__name__)
 
 COLOUR = discord.Colour(0xF47FFF)
+# Discord refuses longer texts (400 Invalid Form Body), and the user would get only the apology.
+CONTENT_LIMIT = 2000
+EMBED_TITLE_LIMIT = 256
+EMBED_DESCRIPTION_LIMIT = 4096
+FIELD_VALUE_LIMIT = 1024
 HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same face, on Discord and Telegram.
 `/avatar` a random face, `/avatar seed:42` that seed's face, `/avatar name:Alice` a name's own face
 `/avatar count:4` a grid of neighbouring seeds; `style:` picks a style (`/styles` lists them)
@@ -58,14 +67,21 @@ def _chat_id(interaction: discord.Interaction) -> str:
 
 
 def _request(interaction: discord.Interaction, **options) -> AvatarRequest:
+    options["style"] = typed_style(options.get("style"))  # text too long to name a style is quoted back cut
     return AvatarRequest("discord", str(interaction.user.id), _chat_id(interaction), **options)
 
 
+def _content(text: str) -> str:
+    """A message's content fitted to Discord's limit."""
+    return fit(text, CONTENT_LIMIT)
+
+
 def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
-    embed = discord.Embed(title=reply.title, colour=COLOUR,
-                          description=f"`{command_line(reply.command)}`" + (f"\n{reply.hint}" if reply.hint else ""))
+    description = f"`{command_line(reply.command)}`" + (f"\n{reply.hint}" if reply.hint else "")
+    embed = discord.Embed(title=clip(reply.title, EMBED_TITLE_LIMIT), colour=COLOUR,
+                          description=clip(description, EMBED_DESCRIPTION_LIMIT))
     for name, value in reply.fields:
-        embed.add_field(name=name, value=value, inline=True)
+        embed.add_field(name=name, value=clip(value, FIELD_VALUE_LIMIT), inline=True)
     embed.set_image(url=f"attachment://{reply.filename}")
     embed.set_footer(text=f"weights {reply.weights_sha256[:12]}")
     view = None
@@ -90,7 +106,7 @@ class AvatarCog(commands.Cog):
         try:
             job = self.service.admit(request)
         except UserError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(_content(str(exc)), ephemeral=True)
             return
         async with job:
             try:
@@ -101,7 +117,7 @@ class AvatarCog(commands.Cog):
                 if view is not None:
                     view.stop()  # the ids carry the state: nothing to keep in memory
             except UserError as exc:
-                await interaction.edit_original_response(content=str(exc))
+                await interaction.edit_original_response(content=_content(str(exc)))
             except Exception:
                 log.exception("could not answer Discord interaction %s (%s)", interaction.id, request.kind)
                 try:
@@ -149,8 +165,8 @@ class AvatarCog(commands.Cog):
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def styles(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(self.desk.list_text("discord", _chat_id(interaction), bold=True),
-                                                ephemeral=True)
+        await interaction.response.send_message(
+            self.desk.list_text("discord", _chat_id(interaction), bold=True, limit=CONTENT_LIMIT), ephemeral=True)
 
     @app_commands.command(name="help", description="How to use the avatar bot")
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
@@ -194,21 +210,21 @@ class DiscordProgress:
         return self.bot.get_partial_messageable(int(target["channel"]))
 
     async def post(self, target: dict, text: str) -> dict:
-        message = await self._channel(target).send(text)
+        message = await self._channel(target).send(_content(text))
         return {**target, "message": message.id}
 
     async def edit(self, target: dict, text: str, picture: bytes | None = None) -> None:
         message = self._channel(target).get_partial_message(int(target["message"]))
         if picture is None:
-            await message.edit(content=text)
+            await message.edit(content=_content(text))
         else:
-            await message.edit(content=text, attachments=[_sample_file(picture)])
+            await message.edit(content=_content(text), attachments=[_sample_file(picture)])
 
     async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
         if picture is None:
-            await self._channel(target).send(text)
+            await self._channel(target).send(_content(text))
         else:
-            await self._channel(target).send(text, file=_sample_file(picture))
+            await self._channel(target).send(_content(text), file=_sample_file(picture))
 
 
 @app_commands.default_permissions(manage_guild=True)  # a hint for the server; checked in code below
@@ -238,7 +254,7 @@ class StyleCog(commands.GroupCog, group_name="style",
             text = await coro
         except UserError as exc:
             text = str(exc)
-        await interaction.response.send_message(text, ephemeral=ephemeral)
+        await interaction.response.send_message(_content(text), ephemeral=ephemeral)
 
     @app_commands.command(name="train", description="Train a new style for this server from a zip of pictures")
     @app_commands.rename(pictures="zip")
@@ -254,7 +270,7 @@ class StyleCog(commands.GroupCog, group_name="style",
         try:
             self.desk.check_upload_size(pictures.size)
         except UserError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(_content(str(exc)), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         try:
@@ -269,13 +285,14 @@ class StyleCog(commands.GroupCog, group_name="style",
         except Exception:
             log.exception("/style train failed in server %s", interaction.guild_id)
             text = APOLOGY
-        await interaction.edit_original_response(content=text)
+        await interaction.edit_original_response(content=_content(text))
 
     @app_commands.command(name="list", description="This server's styles, built-in and custom")
     async def list_(self, interaction: discord.Interaction) -> None:
         if not await self._refused(interaction):
             await interaction.response.send_message(
-                self.desk.list_text("discord", str(interaction.guild_id), bold=True), ephemeral=True)
+                self.desk.list_text("discord", str(interaction.guild_id), bold=True, limit=CONTENT_LIMIT),
+                ephemeral=True)
 
     @app_commands.command(name="status", description="How this server's style training is going")
     async def status(self, interaction: discord.Interaction) -> None:
@@ -290,7 +307,7 @@ class StyleCog(commands.GroupCog, group_name="style",
                 text = await self.desk.cancel("discord", str(interaction.guild_id), str(interaction.user.id))
             except UserError as exc:
                 text = str(exc)
-            await interaction.edit_original_response(content=text)
+            await interaction.edit_original_response(content=_content(text))
 
     @app_commands.command(name="delete", description="Delete one of this server's custom styles")
     @app_commands.describe(name="The custom style to delete")

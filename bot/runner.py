@@ -1,11 +1,17 @@
 """``avatarbot run``: every platform that has a token, in one asyncio loop, around one service.
 
+One bot per database: ``run`` locks ``<DATABASE_PATH>.lock`` (``bot.instance``) before anything else;
+a second ``avatarbot run`` on the same database prints one line and exits with status 2, having
+touched nothing.
+
 Custom-style jobs (``training.jobs.JobManager``, its SQLite file at ``DATABASE_PATH``) start once the
 platforms can post progress: jobs a previous run left queued or running resume then.
 
-SIGINT and SIGTERM: refuse new requests (politely), stop fetching Telegram updates, let training
-workers save a checkpoint (their jobs resume on the next start), finish every reply in flight, close
-the connections, exit 0.
+SIGINT and SIGTERM: start no more training workers, refuse new requests (politely), stop fetching
+Telegram updates, let training workers save a checkpoint (their jobs resume on the next start, and
+the stop costs them no attempt), finish every reply in flight, close the connections, exit 0. The
+workers run in their own session, so a Ctrl+C in the terminal reaches the bot alone, which then stops
+them itself, in this order.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import signal
 import sys
 
 from bot.config import Settings
+from bot.instance import InstanceLock, InstanceLockError
+from gan.runtime import CLIError
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +34,29 @@ NO_TOKEN = ("avatarbot: no chat platform configured. Set DISCORD_TOKEN and/or TE
 
 
 def run(settings: Settings | None = None, verbose: bool = False) -> int:
-    """Serve until a signal arrives; the exit status (2 when nothing is configured)."""
+    """Serve until a signal arrives; the exit status (2 when nothing is configured).
+
+    Raises ``CLIError`` (one line, status 2) when another bot holds the database's lock.
+    """
     settings = settings or Settings()
     if settings.discord_token is None and settings.telegram_token is None:
         print(NO_TOKEN, file=sys.stderr)
         return 2
+    # First of all: the job manager's start-up removes and resumes job folders, which must never
+    # happen under another bot's running workers.
+    try:
+        lock = InstanceLock.acquire(settings.database_path)
+    except InstanceLockError as exc:
+        raise CLIError(str(exc)) from None
     from bot.logs import configure_logging
 
-    configure_logging("DEBUG" if verbose else settings.log_level, settings.secrets())
-    try:
-        return asyncio.run(serve(settings))
-    except Exception:
-        log.exception("the bot stopped on an error")
-        return 1
+    with lock:  # held for the life of the bot
+        configure_logging("DEBUG" if verbose else settings.log_level, settings.secrets())
+        try:
+            return asyncio.run(serve(settings))
+        except Exception:
+            log.exception("the bot stopped on an error")
+            return 1
 
 
 async def serve(settings: Settings) -> int:
@@ -56,8 +74,15 @@ async def serve(settings: Settings) -> int:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    jobs: JobManager | None = None
+
+    def on_signal() -> None:
+        stop.set()
+        if jobs is not None:
+            jobs.stop_scheduling()  # at once: no worker may start once the shutdown has begun
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
 
     weights = settings.resolved_weights_dir()
     registry = await loop.run_in_executor(None, StyleRegistry, weights, settings.default_style)
@@ -94,7 +119,10 @@ async def serve(settings: Settings) -> int:
             task = await platform.start()
             if task is not None:
                 tasks.append(task)
-        await jobs.start()  # after the platforms: resumed jobs report progress at once
+        # After the platforms: resumed jobs report progress at once. Skipped once a shutdown signal
+        # has come; one that comes while it starts is kept by stop_scheduling (see JobManager.start).
+        if not stop.is_set():
+            await jobs.start()
         # TensorFlow and the chat libraries leave ~400k long-lived objects: a full garbage collection
         # would scan them all (about 250 ms, a blocked loop). Move them out of the collector's sight.
         gc.collect()

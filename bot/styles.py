@@ -13,18 +13,35 @@ This module imports neither discord nor telegram.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from typing import Any, Protocol
 
 from bot.errors import ErrorKind, UserError
 from bot.registry import StyleRegistry, job_scope
 from bot.replies import Command
+from bot.text import ECHO_LIMIT, clip, clip_list, echo
 from training.jobs import SUCCEEDED, Job, JobError, JobEvent, JobManager, progress_text
 from training.prepare import PrepareReport
 
 log = logging.getLogger(__name__)
 
 PER_CHAT = "Custom styles belong to a server or group chat: use this command there."
+MAX_STYLE_NAME = 32  # gan.styles.STYLE_NAME: no style has a longer name
+
+
+def typed_style(value: str | None) -> str | None:
+    """A style name as typed, stripped. Text too long to name any style is cut with an ellipsis
+    (``bot.text.echo``): it is refused all the same, and the refusal quotes it at a sane length."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text if len(text) <= max(ECHO_LIMIT, MAX_STYLE_NAME) else echo(text)
+
+
+def _megabytes(size: int) -> str:
+    """Bytes as MB (2**20) with one decimal, rounded up: a file just over a limit never reads as equal to it."""
+    return f"{math.ceil(size * 10 / 2**20) / 10:.1f}"
 
 
 class ProgressChannel(Protocol):
@@ -76,10 +93,18 @@ class StyleDesk:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def check_upload_size(self, size: int | None) -> None:
-        """Refuse an upload known to be too big, before downloading it."""
-        if size is not None and size > self.max_upload_bytes:
-            raise UserError.bad_input(f"That file is {size / 2**20:.1f} MB; uploads may be at most "
+    def check_upload_size(self, size: int | None, download_limit: int | None = None, platform: str = "") -> None:
+        """Refuse an upload known to be too big, before downloading it. ``download_limit`` is the most
+        ``platform`` lets a bot download (Telegram's Bot API: 20 MB); the smaller of it and
+        ``STYLE_MAX_UPLOAD_MB`` applies, and the answer says which one it was."""
+        if size is None:
+            return
+        if download_limit is not None and download_limit < self.max_upload_bytes:
+            if size > download_limit:
+                raise UserError.bad_input(f"That file is {_megabytes(size)} MB; {platform} lets bots download "
+                                          f"files of at most {download_limit / 2**20:g} MB: send a smaller zip.")
+        elif size > self.max_upload_bytes:
+            raise UserError.bad_input(f"That file is {_megabytes(size)} MB; uploads may be at most "
                                       f"{self.max_upload_bytes / 2**20:g} MB.")
 
     async def train(self, platform: str, chat_id: str, user_id: str, name: str, upload: bytes,
@@ -87,7 +112,7 @@ class StyleDesk:
         """Ingest the upload and queue a job; the answer says what was kept and skipped, and when it starts."""
         self.check_upload_size(len(upload))
         scope = self._scope(platform, chat_id)
-        name = (name or "").strip().lower()
+        name = (typed_style(name) or "").lower()
         job = await self._call(self.jobs.submit(scope, name, upload, requested_by=f"{platform}:{user_id}",
                                                 steps=steps, reply_to={**target, "platform": platform}))
         when = ("Training starts now" if job.queue_position is None
@@ -95,15 +120,19 @@ class StyleDesk:
         return (f"Training style '{job.name}' ({job.total_steps} steps) from your upload: {upload_summary(job)}. "
                 f"{when}; a progress message shows how it goes.")
 
-    def list_text(self, platform: str, chat_id: str, bold: bool = False) -> str:
-        """The chat's styles, built-in and custom, the default marked."""
+    def list_text(self, platform: str, chat_id: str, bold: bool = False, limit: int | None = None) -> str:
+        """The chat's styles, built-in and custom, the default marked; within ``limit`` characters
+        (a platform's message limit) the lines that do not fit end as "... and N more"."""
         lines = []
         for entry in self.registry.entries(platform, chat_id):
             name = f"**{entry.name}**" if bold else entry.name
             tags = [t for t, on in (("default", entry.default), ("custom", entry.custom)) if on]
             line = name + (f" ({', '.join(tags)})" if tags else "")
             lines.append(line + (f": {entry.description}" if entry.description else ""))
-        return "\n".join(lines) or "No styles installed."
+        text = "\n".join(lines) or "No styles installed."
+        if limit is None:
+            return text
+        return clip_list(lines, limit, sep="\n") or clip(text, limit)
 
     async def status_text(self, platform: str, chat_id: str) -> str:
         """The chat's current or latest training job, in one line."""
@@ -117,13 +146,13 @@ class StyleDesk:
 
     async def delete(self, platform: str, chat_id: str, name: str) -> str:
         """Delete one of the chat's custom styles."""
-        name = (name or "").strip().lower()
+        name = (typed_style(name) or "").lower()
         await self._call(self.jobs.delete_style(self._scope(platform, chat_id), name))
         return f"Style '{name}' deleted."
 
     async def set_default(self, platform: str, chat_id: str, name: str) -> str:
         """Make a built-in or custom style the chat's default."""
-        name = (name or "").strip().lower()
+        name = (typed_style(name) or "").lower()
         await self._call(self.jobs.set_default(self._scope(platform, chat_id), name,
                                                builtin=self.registry.builtin_names))
         return f"'{name}' is now the default style here."

@@ -9,7 +9,10 @@ Custom styles (``bot.styles``): an admin sends a zip as a document captioned ``/
 (or replies ``/train <name>`` to one); ``/style_status``, ``/style_cancel``, ``/style_delete <name>``,
 ``/style_default <name>``. In groups the chat's administrators and owner may (getChatMember); in a
 private chat, the users in ``BOT_ADMIN_IDS``. A job's progress edits one message; sample grids come
-as photos.
+as photos. A zip over the Bot API's 20 MB download limit is refused before any download.
+
+Texts that quote users or data are fitted to Telegram's limits (``bot.text``): 4096 characters a
+message, 1024 a caption, 200 an alert.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import re
 
 from telegram import (BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message,
                       ReplyParameters, Update)
-from telegram.constants import ChatAction, ChatType
+from telegram.constants import CallbackQueryLimit, ChatAction, ChatType, MessageLimit
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler,
                           CommandHandler, ContextTypes, MessageHandler, filters)
@@ -30,7 +33,8 @@ from bot.errors import APOLOGY, UserError
 from bot.replies import Command, Reply
 from bot.requests import AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
-from bot.styles import StyleDesk
+from bot.styles import StyleDesk, typed_style
+from bot.text import clip, echo, fit
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,13 @@ TRAIN_USAGE = "Send a .zip of pictures as a file with the caption /train <name> 
 OPTIONS = ("style", "count", "truncation", "variation", "name", "seed")
 CHAT_ACTION = {"photo": ChatAction.UPLOAD_PHOTO, "document": ChatAction.UPLOAD_DOCUMENT,
                "animation": ChatAction.UPLOAD_DOCUMENT}
+# Longer texts are refused by Telegram ("message is too long"), and the user would get only the apology.
+TEXT_LIMIT = int(MessageLimit.MAX_TEXT_LENGTH)  # 4096
+CAPTION_LIMIT = int(MessageLimit.CAPTION_LENGTH)  # 1024
+ALERT_LIMIT = int(CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH)  # 200
+# Bots download files of at most 20 MB through the Bot API (getFile): the cap on uploads here, whatever
+# STYLE_MAX_UPLOAD_MB allows. In MB of 2**20 bytes, as the answers count them.
+DOWNLOAD_LIMIT = 20 * 2**20
 
 
 def command_line(command: Command) -> str:
@@ -85,7 +96,8 @@ def parse_options(words: list[str]) -> dict[str, str]:
         if sep:
             key = key.strip().lower()
             if key not in OPTIONS:
-                raise UserError.bad_input(f"Unknown option {key!r}: use style=, count=, truncation= or variation=.")
+                raise UserError.bad_input(f"Unknown option {echo(key)!r}: use style=, count=, truncation= or "
+                                          "variation=.")
             options[key] = value
         else:
             free.append(word)
@@ -100,7 +112,7 @@ def parse_options(words: list[str]) -> dict[str, str]:
 def _caption(reply: Reply) -> str:
     details = " · ".join(f"{k.lower()} {v}" for k, v in reply.fields)
     hint = f"\n{reply.hint}" if reply.hint else ""
-    return f"{reply.title}\n{details}\n{command_line(reply.command)}{hint}"
+    return clip(f"{reply.title}\n{details}\n{command_line(reply.command)}{hint}", CAPTION_LIMIT)
 
 
 def _keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -124,25 +136,27 @@ class TelegramProgress:
     async def post(self, target: dict, text: str) -> dict:
         reply = (ReplyParameters(int(target["reply_to"]), allow_sending_without_reply=True)
                  if target.get("reply_to") else None)
-        message = await self.bot.send_message(int(target["chat"]), text, reply_parameters=reply)
+        message = await self.bot.send_message(int(target["chat"]), fit(text, TEXT_LIMIT), reply_parameters=reply)
         return {**target, "message": message.message_id}
 
     async def edit(self, target: dict, text: str, picture: bytes | None = None) -> None:
         try:
-            await self.bot.edit_message_text(text, chat_id=int(target["chat"]), message_id=int(target["message"]))
+            await self.bot.edit_message_text(fit(text, TEXT_LIMIT), chat_id=int(target["chat"]),
+                                             message_id=int(target["message"]))
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
                 raise
         if picture is not None:
             await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"),
-                                      caption=text, reply_parameters=ReplyParameters(
+                                      caption=clip(text, CAPTION_LIMIT), reply_parameters=ReplyParameters(
                                           int(target["message"]), allow_sending_without_reply=True))
 
     async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
         if picture is None:
-            await self.bot.send_message(int(target["chat"]), text)
+            await self.bot.send_message(int(target["chat"]), fit(text, TEXT_LIMIT))
         else:
-            await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"), caption=text)
+            await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"),
+                                      caption=clip(text, CAPTION_LIMIT))
 
 
 class TelegramHandlers:
@@ -155,13 +169,20 @@ class TelegramHandlers:
 
     @staticmethod
     def _request(update: Update, **options) -> AvatarRequest:
+        options["style"] = typed_style(options.get("style"))  # text too long to name a style is quoted back cut
         return AvatarRequest("telegram", str(update.effective_user.id), str(update.effective_chat.id), **options)
+
+    @staticmethod
+    async def _reply(message: Message, text: str) -> None:
+        """Reply with ``text`` fitted to Telegram's message limit."""
+        await message.reply_text(fit(text, TEXT_LIMIT))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP)
 
     async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await update.effective_message.reply_text(self.desk.list_text("telegram", str(update.effective_chat.id)))
+        await update.effective_message.reply_text(self.desk.list_text("telegram", str(update.effective_chat.id),
+                                                                      limit=TEXT_LIMIT))
 
     # -- custom styles ----------------------------------------------------------------------------
 
@@ -187,7 +208,7 @@ class TelegramHandlers:
             text = await coro
         except UserError as exc:
             text = str(exc)
-        await update.effective_message.reply_text(text)
+        await self._reply(update.effective_message, text)
 
     async def train_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A document captioned ``/train <name> [steps]``."""
@@ -218,7 +239,7 @@ class TelegramHandlers:
         document = document_message.document
         chat_id = update.effective_chat.id
         try:
-            self.desk.check_upload_size(document.file_size)
+            self.desk.check_upload_size(document.file_size, DOWNLOAD_LIMIT, "Telegram")
             await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
             upload = bytes(await (await document.get_file()).download_as_bytearray())
             text = await self.desk.train("telegram", str(chat_id), str(update.effective_user.id), words[0], upload,
@@ -229,7 +250,7 @@ class TelegramHandlers:
         except TelegramError as exc:
             log.warning("could not download document %s: %s", document.file_name, exc)
             text = f"I could not download that file from Telegram ({exc.message}); please try again."
-        await message.reply_text(text)
+        await self._reply(message, text)
 
     async def style_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not await self._refused(update, context):
@@ -263,7 +284,7 @@ class TelegramHandlers:
         try:
             options = parse_options(words)
         except UserError as exc:
-            await update.effective_message.reply_text(str(exc))
+            await self._reply(update.effective_message, str(exc))
             return
         await self.serve(update, context, self._request(update, **options))
 
@@ -272,7 +293,7 @@ class TelegramHandlers:
         try:
             options = parse_options([w for w in (context.args or []) if "=" in w])
         except UserError as exc:
-            await update.effective_message.reply_text(str(exc))
+            await self._reply(update.effective_message, str(exc))
             return
         if not 1 <= len(words) <= 2:
             await update.effective_message.reply_text("Use /morph A B with two seeds or names, e.g. /morph 42 Alice")
@@ -301,9 +322,9 @@ class TelegramHandlers:
             job = self.service.admit(request)
         except UserError as exc:
             if query is not None:
-                await query.answer(str(exc), show_alert=True)
+                await query.answer(fit(str(exc), ALERT_LIMIT), show_alert=True)
             else:
-                await message.reply_text(str(exc))
+                await self._reply(message, str(exc))
             return
         async with job:
             try:
@@ -313,7 +334,7 @@ class TelegramHandlers:
                 reply = await job.run()
                 await self._send(context, chat_id, reply, None if query is not None else message.message_id)
             except UserError as exc:
-                await context.bot.send_message(chat_id, str(exc))
+                await context.bot.send_message(chat_id, fit(str(exc), TEXT_LIMIT))
             except Exception:
                 log.exception("could not answer Telegram update %s (%s)", update.update_id, request.kind)
                 try:

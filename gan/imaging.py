@@ -6,7 +6,6 @@ import io
 import logging
 import math
 import struct
-import warnings
 import zlib
 from typing import Mapping, Sequence
 
@@ -35,31 +34,32 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
     """Bytes -> upright RGB image; refuses non-images, other formats, bombs and corrupt files.
 
     The format is identified from the bytes (not a file name), and the pixel count is checked from
-    the header before anything is decoded (decompression bombs).
+    the header before anything is decoded (decompression bombs): an explicit check, not Pillow's
+    warning turned into an error, because ``warnings.catch_warnings`` changes process-wide state and
+    is not thread-safe (uploads are decoded in worker threads). Pillow's own guard
+    (``Image.MAX_IMAGE_PIXELS``) still applies as it is.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))  # reads the header only
-        except UnidentifiedImageError:
-            raise UnusableImage("not an image") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UnusableImage("decompression bomb") from None
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed data
-            log.debug("cannot open image: %s", exc)
-            raise UnusableImage("corrupt or unreadable") from None
-        if img.format not in ALLOWED_FORMATS:
-            raise UnusableImage(f"not an allowed format ({img.format})")
-        if img.width * img.height > max_pixels:
-            raise UnusableImage("decompression bomb")
-        try:
-            img.load()
-            return _to_rgb(ImageOps.exif_transpose(img))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UnusableImage("decompression bomb") from None
-        except Exception as exc:  # noqa: BLE001
-            log.debug("cannot decode image: %s", exc)
-            raise UnusableImage("corrupt or unreadable") from None
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise UnusableImage("not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: under -W error
+        raise UnusableImage("decompression bomb") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed data
+        log.debug("cannot open image: %s", exc)
+        raise UnusableImage("corrupt or unreadable") from None
+    if img.format not in ALLOWED_FORMATS:
+        raise UnusableImage(f"not an allowed format ({img.format})")
+    if img.width * img.height > max_pixels:
+        raise UnusableImage("decompression bomb")
+    try:
+        img.load()
+        return _to_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnusableImage("decompression bomb") from None
+    except Exception as exc:  # noqa: BLE001
+        log.debug("cannot decode image: %s", exc)
+        raise UnusableImage("corrupt or unreadable") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

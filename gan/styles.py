@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 STYLE_FORMAT = 1
 GENERATOR_FILE = "generator.weights.h5"
 DISCRIMINATOR_FILE = "discriminator.weights.h5"
-STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# Ends in \Z, not $ (which also matches before a trailing newline), so that callers using match() are
+# exact too; check_style_name uses fullmatch.
+STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 
 
 class StyleError(Exception):
@@ -48,7 +50,7 @@ class StyleError(Exception):
 
 def check_style_name(name: str) -> str:
     """Return ``name`` if it is a valid style slug (lowercase letters, digits, '-', max 32)."""
-    if not isinstance(name, str) or not STYLE_NAME.match(name):
+    if not isinstance(name, str) or not STYLE_NAME.fullmatch(name):
         raise StyleError(f"invalid style name {name!r}: use 1-32 lowercase letters, digits and '-', "
                          "starting with a letter or digit")
     return name
@@ -63,16 +65,21 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 @contextmanager
-def float32_policy() -> Iterator[None]:
-    """Build layers in float32 whatever the global mixed-precision policy is."""
+def precision_policy(name: str) -> Iterator[None]:
+    """Build layers under the Keras dtype policy ``name`` whatever the global one is."""
     import keras
 
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(name)
     try:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_policy():
+    """Build layers in float32 whatever the global mixed-precision policy is."""
+    return precision_policy("float32")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ DEFAULT_UPSCALER = "student"
 DEFAULT_FOLDERS = {"student": ("student-4x",), "cugan": ("realcugan-4x-no-denoise", "realcugan-2x-no-denoise")}
 NETWORK_CHUNKS = {"student": (1, 4, 16, 64), "realcugan": (1, 4)}
 _PROBE_SEED = 20261204
-_FOLDER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # a folder under the upscalers root, no paths
+_FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # (fullmatch) a folder under the upscalers root, no paths
 
 
 class UpscalerError(StyleError):
@@ -250,7 +250,7 @@ class UpscalerLibrary:
         own = (style_meta or {}).get("upscalers", {}).get(name)
         if not own:
             return DEFAULT_FOLDERS[name]
-        if not isinstance(own, list) or not all(isinstance(f, str) and _FOLDER_NAME.match(f) for f in own):
+        if not isinstance(own, list) or not all(isinstance(f, str) and _FOLDER_NAME.fullmatch(f) for f in own):
             raise UpscalerError(f"style.json names bad {name} upscaler folders {own!r} (plain folder names only)")
         return tuple(own)
 

@@ -296,6 +296,73 @@ def test_bad_telegram_options_get_a_clear_reply(main_bot, text, message):
     assert call.method == "sendMessage" and message in call.text
 
 
+CUT = "x" * 39 + "\N{HORIZONTAL ELLIPSIS}"  # user text quoted back at a sane length (bot.text.echo)
+
+
+def test_long_texts_get_a_short_answer_within_each_platforms_limit(main_bot):
+    """Texts far past any style name are quoted back cut, so the answer fits Discord's 2000 and
+    Telegram's 4096 characters (longer ones are refused, and the user would get only the apology)."""
+    bot, dc, tg = main_bot
+    ans = answer(dc.slash("avatar", {"seed": "1", "style": "x" * 3000}, user_id=new_user()))
+    assert is_ephemeral(ans)
+    assert text_of(ans) == f"Unknown style '{CUT}'. Available styles: default, other."
+
+    user = new_user()
+    tg.send_text("/avatar 42 style=" + "x" * 4079, user)  # 4096 characters, the most a user can send
+    call = tg_reply(tg, user)
+    assert call.method == "sendMessage" and call.text == f"Unknown style '{CUT}'. Available styles: default, other."
+    tg.send_text("/avatar " + "x" * 4086 + "=1", user)
+    assert tg_reply(tg, user, 1).text == f"Unknown option '{CUT}': use style=, count=, truncation= or variation=."
+
+
+def test_replies_fit_discord_embeds_and_telegram_captions():
+    from bot.discord_bot import _message
+    from bot.replies import Command, Reply
+    from bot.telegram_bot import _caption
+
+    long = "x" * 5000
+    reply = Reply("avatar", "photo", "avatar-1.png", b"", long, (("Name", long), ("Seed", "1")),
+                  Command("avatar", (("name", long),)), hint=long)
+    embed = _message(reply)[0]["embed"].to_dict()
+    assert len(embed["title"]) == 256 and embed["title"].endswith("\N{HORIZONTAL ELLIPSIS}")
+    assert len(embed["description"]) == 4096
+    assert [(len(f["name"]), len(f["value"])) for f in embed["fields"]] == [(4, 1024), (4, 1)]
+    caption = _caption(reply)
+    assert len(caption) == 1024 and caption.startswith("xxx") and caption.endswith("\N{HORIZONTAL ELLIPSIS}")
+
+
+@pytest.fixture(scope="module")
+def crowded_weights(tmp_path_factory):
+    """The default style and six with 32-character names: the list of styles takes over 200 characters."""
+    names = ("default",) + tuple(f"style-{i}-" + "x" * 24 for i in range(6))
+    return make_tiny_styles(tmp_path_factory.mktemp("crowded-weights"), names)
+
+
+def test_a_telegram_alert_shortens_a_long_style_list(crowded_weights, fresh_servers, tmp_path):
+    """A button of a style that is gone is refused with an alert, which Telegram caps at 200 characters."""
+    from bot.actions import Action
+
+    tg = fresh_servers.telegram
+    bot = BotProcess(tmp_path, crowded_weights, None, tg).wait_ready()
+    try:
+        user = new_user()
+        data = Action("r", 42, "gone").encode()  # the button carries its style in its id
+        markup = {"inline_keyboard": [[{"text": "\N{GAME DIE} Reroll", "callback_data": data}]]}
+        picture_message = Call("sendPhoto", {"chat_id": user, "reply_markup": markup},
+                               result=tg.message_update("/avatar 42", user)["message"])
+        tg.press(picture_message, data, user)
+        alerts = wait_until(lambda: [c for c in tg.calls_to("answerCallbackQuery") if c.params.get("text")], 60,
+                            "the alert")
+        text = alerts[0].params["text"]
+        assert str(alerts[0].params.get("show_alert")).lower() == "true"
+        assert len(text) <= 200, text
+        assert re.fullmatch(r"Unknown style 'gone'\. Available styles: default(, style-\d-x{24})+ "
+                            r"\N{HORIZONTAL ELLIPSIS} and \d more\.", text), text
+        assert not tg.sent(user), "a refusal alone: no message in the chat"
+    finally:
+        assert bot.stop() == 0
+
+
 def test_cooldown_is_explained_on_both_platforms(main_bot):
     bot, dc, tg = main_bot
     user = new_user()

@@ -173,6 +173,15 @@ def test_bad_seeds_are_refused(bad):
         check_seed(bad)
 
 
+@pytest.mark.parametrize("bad", ["ink\n", "\nink", "ink\r\n", "", "Ink", "-ink", "a" * 33, "in k", None])
+def test_style_names_are_checked_whole(bad):
+    from gan.styles import StyleError, check_style_name
+
+    with pytest.raises(StyleError, match="invalid style name"):
+        check_style_name(bad)
+    assert check_style_name("ink-2") == "ink-2" and check_style_name("a" * 32) == "a" * 32
+
+
 def test_style_round_trip_gives_identical_images(tmp_path):
     import keras
 

@@ -285,6 +285,84 @@ async def test_a_worker_error_fails_the_job_with_its_reason_and_no_retry(env, ma
     assert integrity(env.db) == "ok"
 
 
+# ---------------------------------------------------------------------------- orderly stops
+
+async def test_a_worker_that_saves_and_stops_on_a_signal_of_its_own_is_paused_not_crashed(env, managers, upload):
+    """A shutdown signal that reaches the worker itself (a system going down signals every process):
+    it saves a checkpoint and exits with INTERRUPTED. That is a pause: the job resumes from the
+    checkpoint, and the stopped start is not one of its attempts (here, its only one)."""
+    manager = await managers(env.manager(max_attempts=1))
+    events = []
+    manager.subscribe(events.append)
+    job = await manager.submit("discord:1", "ink", upload, steps=100)
+    await first_event(events, lambda e: e.kind == "progress" and e.step >= 6)
+    pid = (await manager.status("discord:1")).pid
+    # Its own session and process group: a Ctrl+C in the bot's terminal does not reach it.
+    assert os.getsid(pid) == pid and os.getpgid(pid) == pid != os.getpgid(0)
+    os.kill(pid, signal.SIGTERM)
+    paused = await first_event(events, lambda e: e.kind == "requeued")
+    assert "paused at step" in paused.job.message and paused.job.attempts == 0
+    done = await manager.wait(job.id, WAIT_S)
+    assert done.status == SUCCEEDED, done
+    assert done.attempts == 1  # the start after the pause; the paused one is given back
+    resumed = [e.step for e in events[events.index(paused):] if e.kind == "progress"]
+    assert resumed and resumed[0] > 5, "resumed from its checkpoint, not from the start"
+    assert integrity(env.db) == "ok"
+
+
+async def test_no_worker_starts_once_the_shutdown_has_begun(env, managers, upload):
+    """The bot calls stop_scheduling() as soon as its signal arrives: a worker that stops on the same
+    signal before the bot stops it is paused (no attempt used), and neither its job nor the queued one
+    starts in the freed slot."""
+    manager = await managers(env.manager(max_attempts=1, max_concurrent=1))
+    events = []
+    manager.subscribe(events.append)
+    first = await manager.submit("discord:1", "ink", upload, steps=2000)
+    queued = await manager.submit("discord:2", "blue", upload, steps=5)
+    assert queued.status == QUEUED
+    await first_event(events, lambda e: e.kind == "progress" and e.job.id == first.id)
+    pid = (await manager.status("discord:1")).pid
+    manager.stop_scheduling()
+    mark = len(events)
+    os.kill(pid, signal.SIGTERM)
+    await first_event(events, lambda e: e.kind == "requeued" and e.job.id == first.id)
+    await manager.stop()  # had anything started in the meantime, its events are delivered by now
+    assert [(e.job.id, e.kind) for e in events[mark:]] == [(first.id, "requeued")]
+    assert rows(env.db, "SELECT id, status, attempts, pid FROM jobs ORDER BY id") == [
+        (first.id, QUEUED, 0, None), (queued.id, QUEUED, 0, None)]
+    assert "by a bot restart" in rows(env.db, "SELECT message FROM jobs WHERE id = ?", (first.id,))[0][0]
+    assert integrity(env.db) == "ok"
+
+
+async def test_stopping_gives_the_attempt_back_before_waiting_for_the_worker(env, managers, upload):
+    """A bot killed while it waits for its workers to save (a container's short stop timeout) must
+    not have used up their jobs' attempts: ``stop`` records the pause before it waits."""
+    manager = await managers(env.manager(max_attempts=1))
+    events = []
+    manager.subscribe(events.append)
+    job = await manager.submit("discord:1", "ink", upload, steps=2000)
+    await first_event(events, lambda e: e.kind == "progress" and e.step >= 6)
+    pid = (await manager.status("discord:1")).pid
+    os.kill(pid, signal.SIGSTOP)  # a worker slow to save its checkpoint
+    stopping = asyncio.create_task(manager.stop())
+    try:
+        async def given_back() -> tuple:
+            while True:
+                row = rows(env.db, "SELECT status, attempts, pid FROM jobs WHERE id = ?", (job.id,))[0]
+                if row[1] == 0:
+                    return row
+                await asyncio.sleep(0.05)
+
+        # What the database holds if the bot dies now: the next start resumes the job (attempts 0 <
+        # max_attempts 1) instead of failing it.
+        assert await asyncio.wait_for(given_back(), 30) == (RUNNING, 0, pid)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await stopping
+    assert rows(env.db, "SELECT status, attempts, pid FROM jobs WHERE id = ?", (job.id,)) == [(QUEUED, 0, None)]
+    assert integrity(env.db) == "ok"
+
+
 MANAGER_SCRIPT = """
 import asyncio, json, sys
 from training.jobs import JobManager

@@ -402,3 +402,27 @@ def test_module_imports_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_decompression_guard_leaves_the_warnings_filters_alone(tmp_path, monkeypatch):
+    """The pixel count is checked explicitly: ``warnings.catch_warnings`` changes process-wide state and
+    is not thread-safe, and uploads are decoded in worker threads, so nothing on the way may use it."""
+    import warnings
+
+    callers = []
+    real = warnings.catch_warnings
+
+    def spy(*args, **kwargs):
+        callers.append(sys._getframe(1).f_globals.get("__name__"))
+        return real(*args, **kwargs)
+
+    src = tmp_path / "src"
+    write(src / "huge.png", bilevel_png(20000, 20000))   # Pillow's own guard (MAX_IMAGE_PIXELS) refuses it
+    write(src / "large.png", bilevel_png(5000, 5000))    # 25 Mpx: refused by the explicit header check
+    write(src / "edge.png", bilevel_png(1000, 1000))     # exactly the limit: accepted
+    write(src / "fine.png", encode(picture(1), "PNG"))
+    monkeypatch.setattr(warnings, "catch_warnings", spy)
+    report = prepare_dataset(src, tmp_path / "out", limits=Limits(max_image_pixels=1_000_000))
+    monkeypatch.undo()
+    assert (report.kept, report.skipped) == (2, Counter({"decompression bomb": 2}))
+    assert not callers, f"warnings.catch_warnings used by {callers}"

@@ -66,8 +66,9 @@ async def test_a_face_is_the_same_alone_or_in_a_busy_batch(registry):
     assert not np.array_equal(hd, upscale(gen.generate([42])[0], 256)), "an HD face, not a bicubic one"
     meta = read_png_metadata(alone.data)
     student = gen.upscaler("student")
+    precision = {"upscaler_precision": student.precision} if student.precision != "float32" else {}
     assert meta == {"seed": "42", "style": "default", "truncation": "1", "weights_sha256": gen.weights_sha256,
-                    "upscaler": "student", "upscaler_weights": student.weights_for(256), "size": "256"}
+                    "upscaler": "student", "upscaler_weights": student.weights_for(256), **precision, "size": "256"}
     assert meta["upscaler_weights"].startswith("student-4x@")
 
 
@@ -306,3 +307,79 @@ def test_env_example_documents_every_setting():
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"{name.upper()}=" in example, f"{name.upper()} is missing from .env.example"
+
+
+# -- texts within the platforms' limits, shared by both adapters (bot.text, bot.styles) ---------------
+
+def test_texts_are_cut_to_a_limit_with_an_ellipsis():
+    from bot.text import clip, echo, text_length
+
+    assert clip("short", 10) == "short"
+    assert clip("x" * 5000, 4096) == "x" * 4095 + "\N{HORIZONTAL ELLIPSIS}"
+    assert text_length("\N{GRINNING FACE}") == 2  # counted as Telegram's UTF-16 units
+    assert text_length(clip("\N{GRINNING FACE}" * 300, 200)) <= 200
+    assert echo("a\nb   c") == "a b c"  # quoted back on one line
+    assert echo("x" * 5000) == "x" * 39 + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def test_a_long_list_in_a_message_ends_with_and_n_more():
+    from bot.text import fit
+
+    names = [f"style-{i:02d}-" + "x" * 23 for i in range(12)]
+    message = f"Unknown style 'gone'. Available styles: {', '.join(names)}."
+    alert = fit(message, 200)
+    assert len(alert) <= 200
+    assert alert.startswith("Unknown style 'gone'. Available styles: style-00-")
+    kept = alert.count("style-")
+    assert alert.endswith(f", {names[kept - 1]} \N{HORIZONTAL ELLIPSIS} and {12 - kept} more.")
+    assert fit(message, 1000) == message
+    assert fit("no list here " * 50, 200).endswith("\N{HORIZONTAL ELLIPSIS}")
+
+
+def test_typed_style_names_too_long_for_any_style_are_cut():
+    from bot.styles import typed_style
+
+    assert typed_style(None) is None
+    assert typed_style("  Ink ") == "Ink"
+    assert typed_style("a" * 32) == "a" * 32  # the longest valid name is untouched
+    cut = typed_style("a" * 5000)
+    assert cut == "a" * 39 + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def _desk(registry, max_upload_mb: float = 25):
+    from types import SimpleNamespace
+
+    from bot.styles import StyleDesk
+
+    return StyleDesk(SimpleNamespace(subscribe=lambda callback: None), registry, int(max_upload_mb * 2**20))
+
+
+def test_the_style_list_fits_a_message(registry):
+    desk = _desk(registry)
+    full = desk.list_text("telegram", "1")
+    assert full == "default (default): tiny test style default\nother: tiny test style other"
+    assert desk.list_text("telegram", "1", limit=4096) == full
+    short = desk.list_text("telegram", "1", limit=60)
+    assert short == "default (default): tiny test style default\n\N{HORIZONTAL ELLIPSIS} and 1 more"
+
+
+def test_uploads_over_telegrams_download_limit_are_refused_before_downloading(registry):
+    mb = 2**20
+    desk = _desk(registry)  # STYLE_MAX_UPLOAD_MB=25, the default
+    desk.check_upload_size(25 * mb)  # Discord: the setting
+    with pytest.raises(UserError, match=r"^That file is 25\.1 MB; uploads may be at most 25 MB\.$"):
+        desk.check_upload_size(25 * mb + 1)
+    desk.check_upload_size(20 * mb, 20 * mb, "Telegram")
+    with pytest.raises(UserError) as info:
+        desk.check_upload_size(21 * mb, 20 * mb, "Telegram")
+    assert str(info.value) == ("That file is 21.0 MB; Telegram lets bots download files of at most 20 MB: "
+                               "send a smaller zip.")
+    small = _desk(registry, max_upload_mb=10)  # a setting below the platform's limit wins
+    with pytest.raises(UserError, match=r"uploads may be at most 10 MB"):
+        small.check_upload_size(15 * mb, 20 * mb, "Telegram")
+    small.check_upload_size(None, 20 * mb, "Telegram")  # size unknown: checked again once downloaded
+
+
+def test_a_style_name_with_a_trailing_newline_is_not_valid():
+    with pytest.raises(ValueError):
+        Action.decode("av1:r:1:0:1:1:default\n")

@@ -3,8 +3,13 @@ python-telegram-bot against the fake servers, real training workers on a tiny de
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import shutil
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -206,15 +211,90 @@ def test_telegram_group_admin_trains_a_style_for_that_chat(style_bot, uploads):
                                                "style_default"))
 
 
+def test_long_style_names_are_quoted_back_cut(style_bot, uploads):
+    bot, dc, tg, workdir = style_bot
+    cut = "x" * 39 + "\N{HORIZONTAL ELLIPSIS}"  # a name far past any style's, quoted back at a sane length
+
+    # Discord: within a message's 2000 characters.
+    long = "x" * 3000
+    ans = answer(dc.slash("style delete", {"name": long}, user_id=new_user(), permissions=ADMIN))
+    assert text_of(ans) == f"There is no custom style named '{cut}' here."
+    ans = answer(dc.slash("style default", {"name": long}, user_id=new_user(), permissions=ADMIN))
+    assert text_of(ans) == f"Unknown style '{cut}'."
+    ans = answer(dc.slash("style train", {"name": long, "zip": dc.attachment("few.zip", uploads["few"])},
+                          user_id=new_user(), channel_id=7010, permissions=ADMIN))
+    assert text_of(ans).startswith(f"Invalid style name '{cut}': use 1-32 lowercase letters")
+
+    # Telegram: within a message's 4096 characters (a user's message holds at most 4096).
+    before = len(tg.sent(TG_OWNER))
+    tg.send_text("/style_delete " + "x" * 4082, TG_OWNER)
+    assert tg_reply(tg, TG_OWNER, before).text == f"There is no custom style named '{cut}' here."
+
+
+def test_a_telegram_file_over_the_bot_apis_20_mb_is_refused_before_downloading(style_bot, uploads):
+    """Bots download at most 20 MB through the Bot API: on Telegram that is the cap, though the default
+    STYLE_MAX_UPLOAD_MB is 25."""
+    bot, dc, tg, workdir = style_bot
+    before, downloads = len(tg.sent(TG_OWNER)), len(tg.calls_to("getFile"))
+    tg.send_document("big.zip", uploads["few"], TG_OWNER, caption="/train big", file_size=21 * 2**20)
+    assert tg_reply(tg, TG_OWNER, before).text == ("That file is 21.0 MB; Telegram lets bots download files of "
+                                                   "at most 20 MB: send a smaller zip.")
+    assert len(tg.calls_to("getFile")) == downloads, "a file known to be too big is not downloaded"
+
+
+# -- one bot per database --------------------------------------------------------------------------
+
+def test_a_second_bot_on_the_same_database_exits_and_leaves_the_first_ones_job_alone(style_bot, weights, uploads,
+                                                                                     tmp_path):
+    bot, dc, tg, workdir = style_bot
+    channel = 7003
+    data = workdir / "data"
+    db = data / "avatarbot.db"
+    train = discord_train(dc, "long", uploads["good"], channel, steps=2000)
+    assert "(2000 steps)" in text_of(answer(train))
+    wait_until(lambda: re.search(r"step [1-9]\d*/2000", dc.posts(channel)[0].content) if dc.posts(channel) else None,
+               JOB_WAIT_S, "the job to train")
+    job = rows(db, "SELECT id, status, attempts, pid, run_dir FROM jobs WHERE name = 'long'")[0]
+    assert job[1] == "running" and job[3]
+    # What a bot's start-up cleans: a folder of no job, a half-deleted one, a half-installed style.
+    leftovers = [data / "jobs" / "job-0123abcd", data / "jobs" / ".trash-job-0123abce-1a2b3c4d",
+                 data / "styles" / "discord" / str(GUILD) / ".incoming-999"]
+    for folder in leftovers:
+        folder.mkdir(parents=True)
+        (folder / "file").write_bytes(b"kept")
+    second = BotProcess(tmp_path / "second", weights, dc, None, database_path=db, styles_dir=data / "styles", **FAST)
+    try:
+        wait_until(lambda: second.proc.poll() is not None or "serving on" in second.output, 180,
+                   "the second bot to give up")
+    finally:
+        code = second.stop(timeout=30)
+    assert code == 2, second.output[-3000:]
+    assert second.output.splitlines() == [
+        f"avatarbot: error: another avatarbot is already running on {db} (pid {bot.proc.pid}); "
+        "stop it first, or give this one its own DATABASE_PATH"]
+    assert all((folder / "file").read_bytes() == b"kept" for folder in leftovers)
+    assert (workdir / job[4]).parent.is_dir()  # relative to where the first bot runs
+    os.kill(job[3], 0)  # the first bot's worker still trains
+    assert rows(db, "SELECT id, status, attempts, pid, run_dir FROM jobs WHERE name = 'long'") == [job]
+    for folder in leftovers:
+        shutil.rmtree(folder)
+    answer(dc.slash("style cancel", {}, user_id=new_user(), channel_id=channel, permissions=ADMIN))
+    wait_until(lambda: rows(db, "SELECT status FROM jobs WHERE name = 'long'") == [("cancelled",)], 60,
+               "the job to be cancelled")
+
+
 # -- restarts -----------------------------------------------------------------------------------------
 
-def test_a_job_survives_a_bot_restart_and_registers_once(weights, uploads, tmp_path):
+def test_a_job_survives_a_bot_restart_and_registers_once(weights, uploads, tmp_path, monkeypatch):
     servers = Servers()
     dc = servers.discord
     channel = 7002
     settings = dict(FAST, style_checkpoint_every=10, style_sample_every=1000, database_path=tmp_path / "db" / "a.db",
                     styles_dir=tmp_path / "styles")
-    bot = BotProcess(tmp_path / "first", weights, dc, None, **settings).wait_ready()
+    with monkeypatch.context() as patch:  # its own process group, as a shell starts a command
+        patch.setattr(subprocess, "Popen", functools.partial(subprocess.Popen, start_new_session=True))
+        bot = BotProcess(tmp_path / "first", weights, dc, None, **settings)
+    bot.wait_ready()
     try:
         train = discord_train(dc, "sea", uploads["good"], channel, steps=300)
         assert "(300 steps)" in text_of(answer(train))
@@ -224,10 +304,14 @@ def test_a_job_survives_a_bot_restart_and_registers_once(weights, uploads, tmp_p
             return bool(posts) and bool(re.search(r"step (1\d|[2-9]\d)/300", posts[0].content))
 
         wait_until(mid_job, JOB_WAIT_S, "the job to pass step 10")
-        assert bot.stop() == 0, bot.output[-3000:]
-        assert "paused at step" in bot.output
+        worker = rows(settings["database_path"], "SELECT pid FROM jobs")[0][0]
+        assert os.getsid(worker) == worker != os.getsid(bot.proc.pid), "the worker has a session of its own"
+        os.killpg(bot.proc.pid, signal.SIGINT)  # Ctrl+C: the whole foreground group, the worker is not in it
+        assert bot.proc.wait(90) == 0, bot.output[-3000:]
+        bot.stop()
+        assert "paused at step" in bot.output and "stopped unexpectedly" not in bot.output
         edited_before = len(dc.posts(channel)[0].versions)
-        assert rows(settings["database_path"], "SELECT status FROM jobs") == [("queued",)]
+        assert rows(settings["database_path"], "SELECT status, attempts FROM jobs") == [("queued", 0)]
         assert integrity(settings["database_path"]) == "ok"
 
         bot = BotProcess(tmp_path / "second", weights, dc, None, **settings).wait_ready()

@@ -15,7 +15,14 @@ Rules the manager keeps:
 * a failed or cancelled job leaves no style row and its files are removed;
 * a job left running by a bot that died is resumed from its last checkpoint on the next ``start``
   (or failed with a message after ``max_attempts`` starts); ``stop`` asks workers to save a
-  checkpoint (SIGTERM) and leaves their jobs queued, so nothing is lost across a restart.
+  checkpoint (SIGTERM) and leaves their jobs queued, so nothing is lost across a restart;
+* an orderly stop is a pause, never a crash: a worker that saved a checkpoint and exited with
+  ``training.worker.INTERRUPTED`` (whoever signalled it), or that ``stop`` stopped, leaves its job
+  queued with the attempt given back (``stop`` gives it back before it waits, so even a bot killed
+  while it waits costs the job nothing); ``stop_scheduling`` starts no more workers, from the moment
+  the bot's shutdown signal arrives;
+* workers run in their own session, so a Ctrl+C to the bot's terminal reaches the bot alone, and
+  the bot stops them itself.
 
 A scope names where a style is visible: ``"discord:<guild_id>"`` or ``"telegram:<chat_id>"``
 (``make_scope``). Custom styles live in ``styles_root/<platform>/<id>/<name>/``.
@@ -48,6 +55,7 @@ import aiosqlite
 
 from gan.styles import StyleError, check_style_name, read_style
 from training.prepare import Limits, PrepareError, ingest_zip_bytes, prepare_dataset
+from training.worker import INTERRUPTED
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +109,6 @@ FLAT_COLOUR_OVERRIDES: dict[str, Any] = {"g_palette": 8, "g_hist": 5.0}
 # Measured in session 4 when jobs trained the whole generator: without the warm-up the sample grids of
 # steps 200-400 showed pink, striped faces; the KID at 1500 steps was the same (0.146 with, 0.145 without).
 FINETUNE_WARMUP_STEPS = 300
-
-WORKER_INTERRUPTED = 3  # exit status of a worker that saved a checkpoint after SIGTERM
 
 _SCOPE = re.compile(r"^([a-z][a-z0-9_]{0,15}):(-?[A-Za-z0-9_]{1,64})$")
 _JOB_DIR = re.compile(r"^job-[0-9a-f]+$")
@@ -370,8 +376,12 @@ class JobManager:
         """Open (and create or migrate) the database, recover unfinished jobs, start queued ones.
 
         Jobs a previous bot process left ``running`` are queued again to resume from their last
-        checkpoint, or failed with a message once they have used ``max_attempts`` starts.
+        checkpoint, or failed with a message once they have used ``max_attempts`` starts. The caller
+        makes sure no other process uses the same database (``avatarbot run`` holds a lock beside it):
+        this removes job folders that no job of this database owns.
         """
+        # Before the first await: a stop_scheduling() that comes while this starts must hold.
+        self._closing = False
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.styles_root.mkdir(parents=True, exist_ok=True)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,7 +392,6 @@ class JobManager:
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._migrate()
-        self._closing = False
         self._events = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-events")
         async with self._lock:
@@ -394,18 +403,33 @@ class JobManager:
             await self._schedule()
         log.info("job manager started: %s (%d styles)", self.db_path, len(self._styles))
 
+    def stop_scheduling(self) -> None:
+        """Start no more workers, from now on; running ones go on until ``stop``. The bot calls this
+        the moment a shutdown signal arrives. Jobs submitted meanwhile stay queued for the next start."""
+        self._closing = True
+
     async def stop(self) -> None:
         """Stop gracefully: workers get SIGTERM, save a checkpoint and exit; their jobs stay queued
-        and resume on the next ``start``. Waits up to ``stop_timeout_s``, then kills."""
+        and resume on the next ``start``, the stop costing them no attempt. Waits up to
+        ``stop_timeout_s``, then kills."""
         if self._db is None:
             return
         self._closing = True
         self._ready = False
         async with self._lock:
             handles = list(self._running.values())
-            for handle in handles:
+            # A worker that already exited is recording its own outcome (_finish): leave it be.
+            stopped = [h for h in handles if not h.finalizing]
+            for handle in stopped:
                 handle.stopping = True
-                _signal(handle.proc, signal.SIGTERM)
+            try:
+                # Given back before the signal: a bot killed while it waits below (a container's
+                # short stop timeout) leaves the jobs running with nothing counted, and the next
+                # start resumes them like any restart.
+                await self._give_back_attempts(stopped)
+            finally:
+                for handle in stopped:
+                    _signal(handle.proc, signal.SIGTERM)
         tasks = [h.task for h in handles if h.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_timeout_s)
@@ -543,13 +567,6 @@ class JobManager:
                 return await self._get(job_id)
             except KeyError:
                 return None
-
-    async def active_jobs(self) -> list[Job]:
-        """Every queued or running job, oldest first (adapters can re-attach progress messages)."""
-        self._check_open()
-        async with self._lock:
-            rows = await self._fetchall("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
-            return [await self._job_from_row(r) for r in rows]
 
     async def set_reply_to(self, job_id: int, reply_to: Any) -> None:
         """Store the adapter's reference to its progress message (any JSON value)."""
@@ -752,6 +769,17 @@ class JobManager:
         self._defaults = {r["scope"]: r["default_style"] for r in
                           await self._fetchall("SELECT * FROM scope_settings WHERE default_style IS NOT NULL")}
 
+    async def _give_back_attempts(self, handles: list[_Handle]) -> None:
+        """Called under the lock by ``stop``: the starts of workers the bot is stopping do not count."""
+        if not handles:
+            return
+        now = time.time()
+        async with self._transaction() as db:
+            for handle in handles:
+                await db.execute("UPDATE jobs SET attempts = MAX(0, attempts - 1), message = ?, updated_at = ?"
+                                 " WHERE id = ?", (f"pausing at step {handle.step} for a bot restart", now,
+                                                   handle.job.id))
+
     async def _update(self, job_id: int, **values: Any) -> None:
         values["updated_at"] = time.time()
         columns = ", ".join(f"{k} = ?" for k in values)
@@ -842,11 +870,14 @@ class JobManager:
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         with open(job.job_dir / "worker.log", "ab") as log_file:
+            # Its own session: a Ctrl+C to the bot's terminal (SIGINT to the whole foreground process
+            # group) reaches the bot alone, which stops the worker itself (stop) as a pause.
             proc = await asyncio.create_subprocess_exec(
                 self.settings.python, "-m", "training.worker", str(job.job_dir), "--watch-stdin",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env)
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env,
+                start_new_session=True)
         handle.proc = proc
-        handle.job = dataclasses.replace(job, pid=proc.pid)
+        handle.job = dataclasses.replace(handle.job, pid=proc.pid)
         async with self._lock:
             await self._update(job.id, pid=proc.pid)
         log.info("job %d: worker pid %d", job.id, proc.pid)
@@ -908,22 +939,27 @@ class JobManager:
         return resolved if resolved.is_relative_to(job.job_dir.resolve()) else None
 
     async def _finish(self, handle: _Handle, rc: int | None) -> None:
-        job = handle.job
-        async with self._lock:  # from here on, cancel() refuses: the outcome is being recorded
+        async with self._lock:  # from here on, cancel() refuses and stop() leaves it be
             handle.finalizing = True
-            cancelled = handle.cancel_requested
+            cancelled, stopping = handle.cancel_requested, handle.stopping
+        job = handle.job
         if cancelled:
             async with self._lock:
                 await self._end(job, CANCELLED, handle.error or "cancelled")
         elif rc == 0 and handle.export_path is not None:
             await self._register(handle)
-        elif handle.stopping:
+        elif stopping or (rc == INTERRUPTED and not handle.timed_out):
+            # An orderly stop, not a crash: the bot stopped this worker (stop() gave its attempt back
+            # already), or the worker saved a checkpoint and exited on a signal of its own (a
+            # shutdown that reached it first): that start does not count as an attempt either.
+            by_restart = stopping or self._closing
+            given_back = {} if stopping else {"attempts": max(0, job.attempts - 1)}
+            why = "by a bot restart" if by_restart else "(its training process was stopped)"
             async with self._lock:
-                # The bot chose to stop this worker: that start does not count as an attempt.
-                await self._update(job.id, status=QUEUED, attempts=max(0, job.attempts - 1), step=handle.step,
-                                   pid=None, message=f"paused at step {handle.step} by a bot restart; "
-                                           "it resumes from its checkpoint")
-            log.info("job %d paused at step %d", job.id, handle.step)
+                await self._update(job.id, status=QUEUED, step=handle.step, pid=None, **given_back,
+                                   message=f"paused at step {handle.step} {why}; it resumes from its checkpoint")
+            log.info("job %d paused at step %d%s", job.id, handle.step,
+                     "" if by_restart else ": its worker stopped after saving a checkpoint; resuming it")
             requeued = await self._get_locked(job.id)
             self._emit(JobEvent("requeued", requeued, requeued.step, requeued.total_steps))
             return

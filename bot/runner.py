@@ -7,7 +7,7 @@ touched nothing.
 Custom-style jobs (``training.jobs.JobManager``, its SQLite file at ``DATABASE_PATH``) start once the
 platforms can post progress: jobs a previous run left queued or running resume then.
 
-SIGINT and SIGTERM: start no more training workers, refuse new requests (politely), stop fetching
+SIGINT, SIGTERM and SIGHUP: start no more training workers, refuse new requests (politely), stop fetching
 Telegram updates, let training workers save a checkpoint (their jobs resume on the next start, and
 the stop costs them no attempt), finish every reply in flight, close the connections, exit 0. The
 workers run in their own session, so a Ctrl+C in the terminal reaches the bot alone, which then stops
@@ -81,7 +81,9 @@ async def serve(settings: Settings) -> int:
         if jobs is not None:
             jobs.stop_scheduling()  # at once: no worker may start once the shutdown has begun
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal or SSH session must stop the bot as cleanly as Ctrl+C, not kill it
+    # mid-job (which would cost the job an attempt).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal)
 
     weights = settings.resolved_weights_dir()

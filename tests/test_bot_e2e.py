@@ -491,6 +491,17 @@ def test_sigterm_mid_burst_answers_every_accepted_request(weights, fresh_servers
     assert not missing, f"{len(missing)} Telegram updates were confirmed but never answered"
 
 
+def test_a_closed_terminal_stops_the_bot_cleanly(weights, fresh_servers, tmp_path):
+    bot = BotProcess(tmp_path, weights, fresh_servers.discord, fresh_servers.telegram).wait_ready()
+    try:
+        bot.signal(signal.SIGHUP)
+        code = bot.proc.wait(120)
+    finally:
+        bot.kill()
+    assert code == 0, bot.output[-3000:]
+    assert "shutting down" in bot.output
+
+
 def test_no_token_in_debug_logs(weights, fresh_servers, tmp_path):
     dc, tg = fresh_servers.discord, fresh_servers.telegram
     bot = BotProcess(tmp_path, weights, dc, tg, log_level="DEBUG").wait_ready()

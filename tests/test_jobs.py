@@ -77,6 +77,18 @@ async def managers():
         await manager.stop()
 
 
+async def test_start_up_clears_what_a_crash_left_half_deleted(env, managers):
+    leftovers = [env.jobs / ".trash-job-0123abce-1a2b3c4d", env.jobs / "job-0123abcd",
+                 env.styles / "discord" / "1" / ".trash-ink-5e6f7a8b", env.styles / "discord" / "1" / ".incoming-3"]
+    keep = env.styles / "discord" / "1" / "ink"
+    for folder in leftovers + [keep]:
+        folder.mkdir(parents=True)
+        (folder / "file").write_bytes(b"x")
+    await managers(env.manager())
+    assert [f for f in leftovers if f.exists()] == []
+    assert (keep / "file").read_bytes() == b"x"  # a style folder is not a leftover
+
+
 async def first_event(events: list, predicate, timeout: float = WAIT_S):
     """Wait until an event matching ``predicate`` has been delivered; return it."""
     async def poll():
@@ -294,7 +306,7 @@ async def test_a_worker_that_saves_and_stops_on_a_signal_of_its_own_is_paused_no
     manager = await managers(env.manager(max_attempts=1))
     events = []
     manager.subscribe(events.append)
-    job = await manager.submit("discord:1", "ink", upload, steps=100)
+    job = await manager.submit("discord:1", "ink", upload, steps=20)
     await first_event(events, lambda e: e.kind == "progress" and e.step >= 6)
     pid = (await manager.status("discord:1")).pid
     # Its own session and process group: a Ctrl+C in the bot's terminal does not reach it.

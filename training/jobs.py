@@ -1045,14 +1045,20 @@ class JobManager:
             _remove_dir(final)  # an install a crash kept from being registered
 
     def _remove_strays(self, active: set[str]) -> None:
-        """At start: job folders of no active job, and half-installed styles."""
+        """At start: job folders of no active job, half-installed styles, and folders a removal
+        renamed aside (``.trash-*``) but did not finish deleting (a crash or a kill midway)."""
         for folder in self.jobs_dir.iterdir():
             if folder.is_dir() and _JOB_DIR.match(folder.name) and folder.name not in active:
                 log.info("removing leftover job folder %s", folder)
                 _remove_dir(folder)
+        trash = list(self.jobs_dir.glob(".trash-*"))
         for scope_dir in self.styles_root.glob("*/*"):
             for folder in scope_dir.glob(".incoming-*"):
                 _remove_dir(folder)
+            trash += scope_dir.glob(".trash-*")
+        for folder in trash:
+            log.info("removing %s, left half-deleted", folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ events
 

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     bot_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     style_train_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.DEFAULT_STEPS
     style_max_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.MAX_STEPS
+    style_min_steps: int = Field(default=200, ge=1)
+    # Limits that keep one server or user from taking the training worker for themselves.
+    style_max_per_scope: int = Field(default=5, ge=1)
+    style_max_queued: int = Field(default=20, ge=1)
+    style_max_jobs_per_user_per_day: int = Field(default=3, ge=1)
     # On Telegram at most 20 MB whatever the setting: the most the Bot API lets a bot download (bot.telegram_bot).
     style_max_upload_mb: float = Field(default=25.0, gt=0, le=2000)
     style_min_images: int = Field(default=20, ge=1)
@@ -111,16 +116,20 @@ class Settings(BaseSettings):
         return int(self.style_max_upload_mb * 1024 * 1024)
 
     def job_settings(self):
-        """How custom-style jobs run (a ``training.jobs.JobSettings``); ``STYLE_TRAIN_STEPS`` is capped by
-        ``STYLE_MAX_STEPS``. Imported here: the jobs module loads TensorFlow's style code."""
+        """How custom-style jobs run (a ``training.jobs.JobSettings``); ``STYLE_TRAIN_STEPS`` is kept within
+        ``STYLE_MIN_STEPS``..``STYLE_MAX_STEPS``. Imported here: the jobs module loads TensorFlow's style code."""
         from training.jobs import DEFAULT_STEPS, MAX_STEPS, JobSettings
         from training.prepare import Limits
 
         max_steps = self.style_max_steps or MAX_STEPS
+        min_steps = min(self.style_min_steps, max_steps)  # an empty range would refuse every budget
         knobs = {"batch_size": self.style_batch_size, "checkpoint_every": self.style_checkpoint_every,
                  "sample_every": self.style_sample_every, "progress_interval_s": self.style_progress_interval_s}
-        return JobSettings(default_steps=min(self.style_train_steps or DEFAULT_STEPS, max_steps),
-                           max_steps=max_steps, max_concurrent=self.style_train_concurrency,
+        default_steps = max(min(self.style_train_steps or DEFAULT_STEPS, max_steps), min_steps)
+        return JobSettings(default_steps=default_steps, max_steps=max_steps, min_steps=min_steps,
+                           max_styles_per_scope=self.style_max_per_scope, max_queued=self.style_max_queued,
+                           max_jobs_per_user_per_day=self.style_max_jobs_per_user_per_day,
+                           max_concurrent=self.style_train_concurrency,
                            min_images=self.style_min_images,
                            limits=Limits(max_upload_bytes=self.style_max_upload_bytes),
                            face_cascade=str(self.face_cascade) if self.face_cascade else None,

@@ -25,7 +25,7 @@ WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, 
 def fast_settings(**overrides) -> JobSettings:
     """Tiny batches, a checkpoint every few steps, every step reported."""
     base = dict(batch_size=4, checkpoint_every=5, sample_every=10, progress_interval_s=0.0,
-                mixed_precision=False, stop_timeout_s=60.0)
+                mixed_precision=False, stop_timeout_s=60.0, min_steps=1)
     base.update(overrides)
     return JobSettings(**base)
 
@@ -191,6 +191,63 @@ async def test_step_budget_outside_the_cap_is_refused(env, managers, upload):
     for steps in (0, -1, 51):
         with pytest.raises(JobError, match="between 1 and 50"):
             await manager.submit("discord:1", "ink", upload, steps=steps)
+
+
+def _job_folders(env) -> list[str]:
+    return sorted(p.name for p in env.jobs.iterdir())
+
+
+async def test_step_budget_below_the_minimum_is_refused(env, managers, upload):
+    manager = await managers(env.manager(min_steps=200, max_steps=5000))
+    for steps in (1, 199):
+        with pytest.raises(JobError, match="between 200 and 5000"):
+            await manager.submit("discord:1", "ink", upload, steps=steps)
+    assert _job_folders(env) == [] and rows(env.db, "SELECT * FROM jobs") == []
+
+
+async def test_a_scope_with_its_quota_of_styles_is_refused_a_new_name(env, managers, upload):
+    first = env.manager()
+    await first.start()  # creates the database
+    await first.stop()
+    with sqlite3.connect(env.db) as conn:
+        conn.executemany("INSERT INTO styles (scope, name, path, created_at, sha256) VALUES (?, ?, ?, 0, 'x')",
+                         [("discord:1", name, str(env.styles / "discord" / "1" / name)) for name in ("ink", "sea")])
+    manager = await managers(env.manager(max_styles_per_scope=2))
+    manager.stop_scheduling()  # jobs stay queued: no worker is needed to see the refusals
+    with pytest.raises(JobError, match=r"already has 2 custom styles.*/style delete") as refused:
+        await manager.submit("discord:1", "blue", upload, requested_by="discord:9")
+    assert refused.value.kind == "bad input"
+    assert _job_folders(env) == [] and rows(env.db, "SELECT * FROM jobs") == []
+    job = await manager.submit("discord:2", "blue", upload, requested_by="discord:9")  # another server's quota
+    assert job.status == QUEUED
+
+
+async def test_a_full_queue_refuses_new_jobs(env, managers, upload):
+    manager = await managers(env.manager(max_queued=2))
+    manager.stop_scheduling()
+    for scope in ("discord:1", "discord:2"):
+        assert (await manager.submit(scope, "ink", upload)).status == QUEUED
+    folders = _job_folders(env)
+    with pytest.raises(JobError, match="training queue is full; please try again later") as refused:
+        await manager.submit("discord:3", "ink", upload)
+    assert refused.value.kind == "busy"
+    assert _job_folders(env) == folders and len(rows(env.db, "SELECT * FROM jobs")) == 2
+
+
+async def test_a_user_who_used_up_their_daily_jobs_is_refused_until_a_day_has_passed(env, managers, upload):
+    manager = await managers(env.manager(max_jobs_per_user_per_day=2))
+    manager.stop_scheduling()
+    for scope in ("discord:1", "discord:2"):
+        await manager.submit(scope, "ink", upload, requested_by="discord:7")
+    folders = _job_folders(env)
+    with pytest.raises(JobError, match=r"2 training jobs in the last 24 hours.*train again in 2[34] h") as refused:
+        await manager.submit("discord:3", "ink", upload, requested_by="discord:7")
+    assert refused.value.kind == "cooldown"
+    assert _job_folders(env) == folders and len(rows(env.db, "SELECT * FROM jobs")) == 2
+    await manager.submit("discord:3", "ink", upload, requested_by="discord:8")  # someone else may
+    with sqlite3.connect(env.db) as conn:  # the first job is now 25 hours old: a slot is free again
+        conn.execute("UPDATE jobs SET created_at = created_at - 25 * 3600 WHERE id = 1")
+    assert (await manager.submit("discord:4", "ink", upload, requested_by="discord:7")).status == QUEUED
 
 
 def _empty_zip() -> bytes:

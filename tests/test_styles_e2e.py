@@ -26,7 +26,7 @@ from tests.test_bot_e2e import Servers, answer, is_ephemeral, new_user, picture,
 GUILD, OTHER_GUILD = 555, 556
 JOB_WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
 ADMIN = MANAGE_GUILD | 2248473465835073
-FAST = dict(style_train_steps=4, style_batch_size=4, style_checkpoint_every=5, style_sample_every=2,
+FAST = dict(style_train_steps=4, style_min_steps=1, style_batch_size=4, style_checkpoint_every=5, style_sample_every=2,
             style_progress_interval_s=0)
 
 

@@ -69,6 +69,8 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 # 426 s from upload to registered style (session 7), within the 10 minutes users are promised.
 DEFAULT_STEPS = 1500
 MAX_STEPS = 5000
+MIN_STEPS = 200  # the least budget an admin may ask for
+DAY_S = 24 * 3600.0  # the window of the per-user daily job limit
 # Few-shot fine-tuning. The default style stays frozen (g_frozen_layers=5) and a style head learns
 # the new look on top of it (g_head, see gan.networks._image): a fixed colour map fitted to the
 # pictures, then small convolutions that restyle strokes, tones and texture within 7x7 pixels, so
@@ -158,8 +160,9 @@ _MIGRATIONS: dict[int, str] = {
 class JobError(Exception):
     """A refusal an admin can act on; ``str(error)`` is the message to show.
 
-    ``kind`` is ``"bad input"`` (bad name, bad upload, unknown style, nothing to cancel) or
-    ``"busy"`` (a job is already active in this chat) - the values of ``bot.errors.ErrorKind``.
+    ``kind`` is ``"bad input"`` (bad name, bad upload, unknown style, nothing to cancel, no style slot
+    left), ``"busy"`` (a job is already active in this chat, or the training queue is full) or
+    ``"cooldown"`` (the user's daily training jobs are used up) - the values of ``bot.errors.ErrorKind``.
     """
 
     def __init__(self, message: str, kind: str = "bad input") -> None:
@@ -189,6 +192,10 @@ class JobSettings:
 
     default_steps: int = DEFAULT_STEPS
     max_steps: int = MAX_STEPS
+    min_steps: int = MIN_STEPS  # below it a style is made in seconds and looks like the default one
+    max_styles_per_scope: int = 5  # registered styles plus an active job for a new name
+    max_queued: int = 20  # jobs waiting for a worker, all scopes together
+    max_jobs_per_user_per_day: int = 3  # jobs one requester submitted in the last 24 hours
     max_concurrent: int = 1
     max_attempts: int = 2  # worker starts per job: a crashed worker is retried once
     batch_size: int = 64
@@ -473,9 +480,13 @@ class JobManager:
         """Ingest an upload (zip bytes, or a zip file or folder path) and queue a training job.
 
         Raises ``JobError`` for a bad name, a name already used in this scope or reserved, a step
-        budget outside 1..``max_steps``, an active job in this scope (kind ``busy``), or an upload
-        that is refused (the message gives the reason and what was kept and skipped). Returns the
-        job, already ``running`` or ``queued`` with its ``queue_position``.
+        budget outside ``min_steps``..``max_steps``, an active job in this scope or a full queue
+        (kind ``busy``), a scope with ``max_styles_per_scope`` styles already, a requester who
+        submitted ``max_jobs_per_user_per_day`` jobs in the last 24 hours (kind ``cooldown``; an
+        empty ``requested_by`` is not limited), or an upload that is refused (the message gives the
+        reason and what was kept and skipped). All but the upload's refusal come before the upload
+        is read and write nothing. Returns the job, already ``running`` or ``queued`` with its
+        ``queue_position``.
         """
         self._check_open()
         scope = check_scope(scope)
@@ -485,7 +496,7 @@ class JobManager:
             log.error("cannot train custom styles: no style.json in %s", self.default_style_dir)
             raise JobError("Custom styles are unavailable: the default style is not installed.")
         async with self._lock:
-            await self._refuse_if_taken(scope, name)
+            await self._refuse(scope, name, str(requested_by))
         job_dir = self.jobs_dir / f"job-{time.time_ns():x}{secrets.token_hex(4)}"
         data_dir, run_dir = job_dir / "data", job_dir / "run"
         try:
@@ -498,7 +509,7 @@ class JobManager:
             raise
         try:
             async with self._lock:
-                await self._refuse_if_taken(scope, name)
+                await self._refuse(scope, name, str(requested_by))  # again: the ingest let others in
                 now = time.time()
                 async with self._transaction() as db:
                     cursor = await db.execute(
@@ -675,9 +686,17 @@ class JobManager:
     def _check_steps(self, steps: int | None) -> int:
         if steps is None:
             return self.settings.default_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.settings.max_steps:
-            raise JobError(f"The step budget must be between 1 and {self.settings.max_steps}.")
+        low, high = self.settings.min_steps, self.settings.max_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
+            raise JobError(f"The step budget must be between {low} and {high}.")
         return steps
+
+    async def _refuse(self, scope: str, name: str, requested_by: str) -> None:
+        """Every refusal that needs the database; called under ``_lock``, reads only."""
+        await self._refuse_if_taken(scope, name)
+        await self._refuse_over_quota(scope, name)
+        await self._refuse_if_queue_full()
+        await self._refuse_over_daily_limit(requested_by)
 
     async def _refuse_if_taken(self, scope: str, name: str) -> None:
         active = await self._active_job(scope)
@@ -687,6 +706,37 @@ class JobManager:
                            kind="busy")
         if (scope, name) in self._styles:
             raise JobError(f"A style named '{name}' already exists here; delete it first or choose another name.")
+
+    async def _refuse_over_quota(self, scope: str, name: str) -> None:
+        if (scope, name) in self._styles:
+            return  # retraining a name takes no new slot
+        names = {n for s, n in self._styles if s == scope}
+        active = await self._active_job(scope)
+        if active is not None:
+            names.add(active.name)  # its style will take a slot once registered
+        limit = self.settings.max_styles_per_scope
+        if len(names) >= limit:
+            raise JobError(f"This server or chat already has {limit} custom styles, the most it may have; "
+                           "free a slot by deleting one first (/style delete on Discord, /style_delete on Telegram).")
+
+    async def _refuse_if_queue_full(self) -> None:
+        rows = await self._fetchall("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+        if rows[0][0] >= self.settings.max_queued:
+            raise JobError("The training queue is full; please try again later.", kind="busy")
+
+    async def _refuse_over_daily_limit(self, requested_by: str) -> None:
+        if not requested_by:
+            return  # nobody to hold to a limit (jobs submitted from code)
+        limit = self.settings.max_jobs_per_user_per_day
+        since = time.time() - DAY_S
+        rows = await self._fetchall("SELECT created_at FROM jobs WHERE requested_by = ? AND created_at > ?"
+                                    " ORDER BY created_at", (requested_by, since))
+        if len(rows) < limit:
+            return
+        # A slot frees once the oldest jobs that keep the count at the limit are a day old.
+        wait = rows[len(rows) - limit][0] + DAY_S - time.time()
+        raise JobError(f"You have started {len(rows)} training jobs in the last 24 hours, the most allowed is "
+                       f"{limit}; you can train again in {_format_wait(wait)}.", kind="cooldown")
 
     def _ingest(self, upload: bytes | str | os.PathLike, data_dir: Path):
         limits = dataclasses.replace(self.settings.limits, min_images=self.settings.min_images)
@@ -1085,6 +1135,15 @@ class JobManager:
 
 
 # ---------------------------------------------------------------------- helpers
+
+def _format_wait(seconds: float) -> str:
+    """``5 h 12 min``, ``40 min`` or ``1 min``: a wait rounded up to the minute."""
+    minutes = max(1, -(-int(seconds) // 60))
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)

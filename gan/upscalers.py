@@ -269,10 +269,6 @@ class UpscalerLibrary:
                 self._loaded[folders] = found
         return found
 
-    def loaded(self, name: str, style_meta: dict | None = None) -> bool:
-        """Whether ``get(name)`` returns at once (no network to load)."""
-        folders = self.folders(name, style_meta)
-        return not folders or folders in self._loaded
 
 
 def default_root() -> Path:

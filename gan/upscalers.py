@@ -270,7 +270,6 @@ class UpscalerLibrary:
         return found
 
 
-
 def default_root() -> Path:
     """The upscalers shipped with the code (``weights/upscalers`` next to the packages)."""
     return Path(__file__).resolve().parent.parent / "weights" / "upscalers"

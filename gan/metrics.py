@@ -3,6 +3,9 @@
 * FID (Heusel et al. 2017): Frechet distance between Gaussians fitted to the two feature sets.
 * KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
   k(x, y) = (x.y / d + 1)^3, averaged over random subsets; reported with its standard deviation.
+* Precision and recall (Kynkaanniemi et al. 2019): the share of generated images inside the real
+  images' k-NN manifold (how many faces look real) and of real images inside the generated ones'
+  (how much of the data's variety the generator covers), on the same features.
 
 Images are resized to 299x299 (bilinear) and scaled to [-1, 1], as Inception-v3 expects.
 ``inception_weights`` names a local no-top weights file; without it Keras downloads its ImageNet
@@ -98,6 +101,39 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
     return float(np.mean(values)), float(np.std(values))
 
 
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared Euclidean distances, in float64 for the norms' sake."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    d = (a64 ** 2).sum(1)[:, None] + (b64 ** 2).sum(1)[None, :] - 2 * (a64 @ b64.T)
+    return np.maximum(d, 0)
+
+
+def _knn_radii(x: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """Squared distance of each row of ``x`` to its k-th nearest other row."""
+    radii = np.empty(len(x))
+    for i in range(0, len(x), chunk):
+        d = _squared_distances(x[i:i + chunk], x)
+        radii[i:i + chunk] = np.partition(d, k, axis=1)[:, k]  # column 0 is the row itself
+    return radii
+
+
+def precision_recall(fake: np.ndarray, real: np.ndarray, k: int = 3, chunk: int = 1000) -> tuple[float, float]:
+    """k-NN precision and recall of (N, D) generated features against (M, D) real ones.
+
+    Precision: the share of generated samples within the k-NN radius of some real sample; recall:
+    the share of real samples within the k-NN radius of some generated sample."""
+    if min(len(fake), len(real)) <= k:
+        raise ValueError(f"precision and recall need more than k={k} images in each set")
+    real_radii, fake_radii = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+    fake_inside = np.zeros(len(fake), bool)
+    real_inside = np.zeros(len(real), bool)
+    for i in range(0, len(fake), chunk):
+        d = _squared_distances(fake[i:i + chunk], real)
+        fake_inside[i:i + chunk] = (d <= real_radii[None, :]).any(1)
+        real_inside |= (d <= fake_radii[i:i + chunk, None]).any(0)
+    return float(fake_inside.mean()), float(real_inside.mean())
+
+
 def _cache_path(folder: Path, n: int, weights_id: str) -> Path:
     """Where the features of a folder's first ``n`` images are cached.
 
@@ -172,16 +208,20 @@ def evaluate_generator_folder(source: str | os.PathLike, real: str | os.PathLike
     extractor = InceptionFeatures(inception_weights, batch_size, progress=progress)
     real_feats = folder_features(real, n_real, extractor)
     images, about = _fake_images(source, n_fake, truncation, step)
-    fake_feats = extractor(images, desc="generated features")
+    return {**about, **feature_scores(extractor(images, desc="generated features"), real_feats),
+            "truncation": truncation, "real": str(real), "inception": extractor.weights_id}
+
+
+def feature_scores(fake_feats: np.ndarray, real_feats: np.ndarray) -> dict:
+    """FID, KID (with its std), k-NN precision and recall of two feature sets, rounded for reports."""
     kid_mean, kid_std = kid(fake_feats, real_feats)
+    precision, recall = precision_recall(fake_feats, real_feats)
     return {
-        **about,
         "fid": round(fid(fake_feats, real_feats), 3),
         "kid": round(kid_mean, 5),
         "kid_std": round(kid_std, 5),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
         "num_fake": len(fake_feats),
         "num_real": len(real_feats),
-        "truncation": truncation,
-        "real": str(real),
-        "inception": extractor.weights_id,
     }

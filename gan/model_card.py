@@ -26,6 +26,34 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def truncation_table(results: list[dict], chosen: float | None = None) -> str:
+    """The study as a markdown table, the chosen truncation in bold."""
+    lines = ["| truncation | FID | KID (x1000) | precision | recall |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(results, key=lambda r: -r["truncation"]):
+        t = f"{r['truncation']:g}"
+        lines.append(f"| {f'**{t}**' if chosen is not None and r['truncation'] == chosen else t} | "
+                     f"{r['fid']:.1f} | {r['kid'] * 1000:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+    return "\n".join(lines)
+
+
+def truncation_section(meta: dict[str, Any], grid_image: str = "truncation.png") -> list[str]:
+    """The truncation study recorded in ``meta`` (``avatarbot-train truncation --write``) as card lines."""
+    found = meta.get("truncation_study")
+    if not found:
+        return []
+    chosen = meta.get("truncation", 1.0)
+    first = found["results"][0]
+    return ["", "### Truncation", "",
+            f"Faces are drawn at truncation **{chosen:g}** when the user gives none. Rule: "
+            f"{found['rule']}. {first['num_fake']:,} generated (seeds 0-{first['num_fake'] - 1}) against "
+            f"{first['num_real']:,} real images from `{found['real']}`; k-NN precision and recall "
+            "(Kynkaanniemi et al. 2019, k=3) on the same Inception features as FID; measured by "
+            f"`{found['command']}`.", "", truncation_table(found["results"], chosen), "",
+            f"![the same seeds at each truncation]({grid_image})", "",
+            "Rows from top: truncation " + ", ".join(f"{r['truncation']:g}" for r in sorted(
+                found["results"], key=lambda r: -r["truncation"])) + "; columns: seeds 0-7."]
+
+
 def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[dict] | None = None,
                       sample_image: str | None = "samples.png") -> str:
     """The model card text for a style described by ``meta`` (the parsed ``style.json``)."""
@@ -70,6 +98,7 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
         ]
     else:
         parts.append("- Not evaluated.")
+    parts += truncation_section(meta)
     if comparison:
         parts += ["", "### Presets side by side", "", comparison_table(comparison)]
     if notes:

@@ -99,6 +99,12 @@ class StyleInfo:
     def has_discriminator(self) -> bool:
         return DISCRIMINATOR_FILE in self.meta.get("weights", {})
 
+    @property
+    def default_truncation(self) -> float:
+        """The truncation faces get when the user gives none: ``style.json``'s ``truncation``
+        (chosen by ``avatarbot-train truncation``), else 1.0."""
+        return float(self.meta.get("truncation", 1.0))
+
 
 def read_style(folder: str | os.PathLike, verify_hashes: bool = True) -> StyleInfo:
     """Read and check ``style.json`` and the hashes of the weights it lists."""
@@ -115,6 +121,13 @@ def read_style(folder: str | os.PathLike, verify_hashes: bool = True) -> StyleIn
         weights[GENERATOR_FILE]["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise StyleError(f"{meta_path} is corrupt or incomplete ({exc})") from None
+    if "truncation" in meta:
+        from gan.latents import check_truncation
+
+        try:
+            check_truncation(meta["truncation"])
+        except (TypeError, ValueError):
+            raise StyleError(f"{meta_path}: truncation {meta['truncation']!r} is not between 0.05 and 1") from None
     if meta.get("format") != STYLE_FORMAT:
         raise StyleError(f"{meta_path} has format {meta.get('format')!r}; this version reads {STYLE_FORMAT}")
     for filename, entry in weights.items():
@@ -155,7 +168,8 @@ def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
     """Load a style's generator (and discriminator, if shipped) into a ``GAN`` for fine-tuning."""
     info = read_style(folder)
     # Training-only settings (learning rates, augmentation, frozen layers) may differ; shapes may not.
-    arch = ("preset", "latent_dim", "image_size", "g_channels", "d_channels")
+    # A wider or narrower discriminator is allowed: it starts fresh against the loaded generator.
+    arch = ("preset", "latent_dim", "image_size", "g_channels")
     head = ("g_head", "g_palette")
     if any(getattr(info.config, k) != getattr(gan.config, k) for k in arch) or (
             info.config.g_head and any(getattr(info.config, k) != getattr(gan.config, k) for k in head)):
@@ -164,8 +178,12 @@ def load_style_into(folder: str | os.PathLike, gan) -> StyleInfo:
         _load_base_generator(gan.generator, info)  # a new style head on a style without one
     else:
         _load_weights(gan.generator, info.path / GENERATOR_FILE)
-    if info.has_discriminator:
+    same_d = all(getattr(info.config, k) == getattr(gan.config, k) for k in ("d_channels", "d_norm"))
+    if info.has_discriminator and same_d:
         _load_weights(gan.discriminator, info.path / DISCRIMINATOR_FILE)
+    elif info.has_discriminator:
+        log.info("style %r has another discriminator (d_channels %d, d_norm %s): it starts fresh",
+                 info.name, info.config.d_channels, info.config.d_norm)
     return info
 
 

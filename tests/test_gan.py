@@ -420,3 +420,28 @@ def test_wall_time_counts_checkpoint_pauses_but_not_breaks_between_sessions(tmp_
     times = [0.3 * i for i in range(10)] + [2.7 + 10.0] + [12.7 + 7200 + 0.3 * i for i in range(10)]
     run.history_file.write_text("".join(json.dumps({"step": i, "time": t}) + "\n" for i, t in enumerate(times)))
     assert run.wall_time() == pytest.approx(0.3 * 9 + 10.0 + 0.3 * 9, abs=0.1)
+
+
+def test_fine_tuning_with_a_wider_discriminator_keeps_the_generator_and_trains_a_fresh_one(tiny_style):
+    """Comparing a wider discriminator starts from the shipped generator: its weights load, the
+    discriminator (which cannot) starts fresh, and a generator of another width is still refused."""
+    import dataclasses
+
+    from gan.latents import latents_for_seeds
+    from gan.model import GAN
+    from gan.styles import StyleError, load_generator, load_style_into, read_style
+
+    default = tiny_style / "default"
+    config = dataclasses.replace(read_style(default).config, d_channels=16)
+    gan = GAN(config)
+    gan.compile()
+    load_style_into(default, gan)
+    base, _ = load_generator(default)
+    z = latents_for_seeds(list(range(4)), config.latent_dim)
+    np.testing.assert_allclose(gan.generator(z, training=False), base(z, training=False), atol=1e-6)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    assert np.isfinite(float(gan.train_step(real)["d_loss"]))
+    wider_g = GAN(dataclasses.replace(config, g_channels=16))
+    wider_g.compile()
+    with pytest.raises(StyleError, match="another architecture"):
+        load_style_into(default, wider_g)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -526,3 +527,61 @@ def test_a_palette_head_draws_in_the_flat_tones_of_its_pictures(tmp_path, base_s
 
     assert on_tones(AvatarGenerator.load(style).generate(list(range(8)))) > 0.9
     assert on_tones(AvatarGenerator.load(base_style).generate(list(range(8)))) < 0.5
+
+
+def test_precision_falls_with_off_manifold_samples_and_recall_with_mode_collapse():
+    from gan.metrics import precision_recall
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 8))
+    good = rng.normal(size=(400, 8))
+    half_broken = np.concatenate([rng.normal(size=(200, 8)), rng.normal(10, 1, size=(200, 8))])
+    collapsed = rng.normal(scale=0.1, size=(400, 8))
+    p_good, r_good = precision_recall(good, real)
+    p_half, _ = precision_recall(half_broken, real)
+    p_coll, r_coll = precision_recall(collapsed, real)
+    assert p_good > 0.8 and r_good > 0.8
+    assert 0.35 < p_half < 0.6, "the far-off half of the samples is not counted as plausible"
+    assert p_coll > 0.95 and r_coll < 0.2, "a collapsed generator covers little of the data"
+    with pytest.raises(ValueError):
+        precision_recall(good[:3], real)
+
+
+def test_the_chosen_truncation_never_has_lower_precision_than_truncation_one():
+    from training.truncation import choose_truncation
+
+    rows = [{"truncation": 1.0, "fid": 30.0, "precision": 0.70}, {"truncation": 0.9, "fid": 29.0, "precision": 0.74},
+            {"truncation": 0.8, "fid": 28.0, "precision": 0.69}, {"truncation": 0.7, "fid": 35.0, "precision": 0.80}]
+    assert choose_truncation(rows) == 0.9, "0.8 has the best FID but fewer plausible faces than 1.0"
+    assert choose_truncation(rows[:1]) == 1.0
+
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+def test_truncation_study_records_the_default_that_the_style_then_uses(tmp_path, tiny_style, image_folder):
+    from PIL import Image
+
+    from gan.styles import StyleError, read_style
+
+    style = tmp_path / "default"
+    shutil.copytree(tiny_style / "default", style)
+    out = _cli("truncation", str(style), "--real", str(image_folder), "--values", "1,0.5", "--num-fake", "30",
+               "--num-real", "30", "--batch-size", "30", "--inception-weights", str(INCEPTION_WEIGHTS),
+               "--write", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| truncation | FID | KID (x1000) | precision | recall |" in out.stdout
+    info = read_style(style)  # the weights' hashes still verify
+    study = info.meta["truncation_study"]
+    assert [r["truncation"] for r in study["results"]] == [1.0, 0.5]
+    assert all(0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["fid"] > 0 for r in study["results"])
+    assert info.default_truncation in (1.0, 0.5) and "avatarbot-train truncation" in study["command"]
+    with Image.open(style / "truncation.png") as grid:
+        assert grid.height < grid.width / 3, "one row per truncation, eight seeds each"
+    from gan.model_card import render_model_card
+
+    card = render_model_card(info.meta)
+    assert "### Truncation" in card and "truncation.png" in card
+    meta = json.loads((style / "style.json").read_text())
+    meta["truncation"] = 3
+    (style / "style.json").write_text(json.dumps(meta))
+    with pytest.raises(StyleError, match="truncation"):
+        read_style(style)

@@ -3,6 +3,7 @@
     avatarbot-train prepare SRC OUT [--face-cascade XML]
     avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--backend jax] [--dry-run]
     avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
+    avatarbot-train truncation STYLE --real DIR [--values 1,0.9,0.8,0.7] [--write]
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
     avatarbot-train convert-cugan MODELS_SE_DIR [--scale 4] [--noise denoise3x] [--out weights/upscalers]
     avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-no-denoise
@@ -152,6 +153,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_truncation(args: argparse.Namespace) -> int:
+    from gan.styles import StyleError, read_style
+    from gan.model_card import truncation_table
+    from training.truncation import choose_truncation, record, study, study_grid
+
+    try:
+        values = [float(v) for v in args.values.split(",") if v.strip()]
+        read_style(args.style)
+        results = study(args.style, args.real, values, n_fake=args.num_fake, n_real=args.num_real,
+                        inception_weights=args.inception_weights, batch_size=args.batch_size,
+                        progress=not args.no_progress)
+        chosen = choose_truncation(results)
+        grid_path = Path(args.grid or Path(args.style) / "truncation.png")
+        study_grid(args.style, sorted(values, reverse=True)).save(grid_path, optimize=True)
+    except (StyleError, FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    print(truncation_table(results, chosen))
+    print(f"\nchosen default truncation: {chosen:g}; grid (rows: truncation {args.values}): {grid_path}")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"results": results, "chosen": chosen}, indent=2) + "\n")
+    if args.write:
+        command = " ".join(["avatarbot-train truncation", str(args.style), "--real", str(args.real),
+                            "--values", args.values, "--num-fake", str(args.num_fake),
+                            "--num-real", str(args.num_real)])
+        print(f"recorded in {record(args.style, results, chosen, args.real, command)}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from gan.styles import StyleError, export_run
 
@@ -280,6 +309,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="also write the result JSON here")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("truncation", help="FID, KID, precision and recall of a style at several "
+                                           "truncations; pick its default")
+    tr.add_argument("style", help="style folder (weights/<name>)")
+    tr.add_argument("--real", required=True, help="folder of real images")
+    tr.add_argument("--values", default="1,0.9,0.8,0.7", help="comma-separated truncations (default 1,0.9,0.8,0.7)")
+    tr.add_argument("--num-fake", type=int, default=10_000)
+    tr.add_argument("--num-real", type=int, default=10_000)
+    tr.add_argument("--batch-size", type=int, default=100)
+    tr.add_argument("--inception-weights", help="local InceptionV3 no-top weights (.h5)")
+    tr.add_argument("--grid", help="where the side-by-side grid goes (default STYLE/truncation.png)")
+    tr.add_argument("-o", "--output", help="also write the results JSON here")
+    tr.add_argument("--write", action="store_true",
+                    help="record the chosen default truncation and the table in the style's style.json")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_truncation)
 
     x = sub.add_parser("export", help="export a run as a style folder")
     x.add_argument("run_dir")

@@ -8,7 +8,7 @@
    zipped like an admin's upload.
 2. Submits it to a ``training.jobs.JobManager`` (its own database and folders in ``--workdir``), which
    ingests it and fine-tunes the default style in a worker process with the default step budget
-   (``training.jobs.DEFAULT_STEPS``), exactly as the bot does.
+   (``training.recipe.FEW_SHOT.steps``), exactly as the bot does.
 3. Reports the wall time from upload to registered style (goal: at most 10 minutes on the 2-core CPU)
    and the KID of the style set against the default style and against the fine-tuned style (goal: the
    fine-tuned style at least 3x closer).
@@ -88,9 +88,11 @@ def build_style_set(faces: Path, n: int, look: str, out: Path, seed: int = 0) ->
 
 async def train(args: argparse.Namespace, workdir: Path, upload: bytes) -> tuple[Path, dict]:
     """Run one job through the JobManager; returns the registered style folder and timings."""
-    from training.jobs import MAX_STEPS, SUCCEEDED, JobManager, JobSettings, progress_text
+    from bot.progress import progress_text
+    from training.jobs import SUCCEEDED, JobManager, JobSettings
+    from training.recipe import FEW_SHOT
 
-    settings = JobSettings(default_steps=args.steps, max_steps=max(MAX_STEPS, args.steps),
+    settings = JobSettings(default_steps=args.steps, max_steps=max(FEW_SHOT.max_steps, args.steps),
                            batch_size=args.batch_size, progress_interval_s=10.0)
     settings.model_overrides.update(args.overrides)
     manager = JobManager(workdir / "jobs.db", workdir / "styles", args.default_style, settings)
@@ -110,7 +112,7 @@ async def train(args: argparse.Namespace, workdir: Path, upload: bytes) -> tuple
         wall = time.perf_counter() - t0
         if done.status != SUCCEEDED:
             raise SystemExit(f"the job {done.status}: {done.message}\n{done.error or ''}")
-        folder = manager.resolve_style("bench:1", done.name)
+        folder = manager.styles.resolve_style("bench:1", done.name)
     finally:
         await manager.stop()
     training = json.loads((folder / "style.json").read_text())["training"]
@@ -134,13 +136,13 @@ def kid_against(style_feats: np.ndarray, folder: Path, n: int, extractor) -> dic
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print (and optionally write) the JSON result."""
     from gan.config import GANConfig, parse_overrides
-    from training.jobs import DEFAULT_STEPS, FINETUNE_OVERRIDES
+    from training.recipe import FEW_SHOT
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=Path, default=SHARED / "anime-faces-64", help="folder of source faces")
     p.add_argument("--images", type=int, default=200, help="size of the style set")
     p.add_argument("--look", choices=sorted(LOOKS), default="manga")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="step budget (default: the bot's default)")
+    p.add_argument("--steps", type=int, default=FEW_SHOT.steps, help="step budget (default: the bot's default)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a fine-tuning model setting, e.g. --set g_anchor=0 (see gan.config)")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         args.overrides = parse_overrides(args.overrides)
-        GANConfig.from_dict({**FINETUNE_OVERRIDES, **args.overrides})  # a bad key fails here, not in the worker
+        GANConfig.from_dict({**FEW_SHOT.model_overrides, **args.overrides})  # a bad key fails here, not in the worker
     except (TypeError, ValueError) as exc:
         p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 RenderFn = Callable[[np.ndarray], np.ndarray]
 ReadyFn = Callable[[], Awaitable[None]]
+BatchFn = Callable[[int], None]
 
 
 class MicroBatcher:
@@ -27,12 +28,14 @@ class MicroBatcher:
     next batch back while the encoders are still busy with the last one. Both phases fill every
     core, so running them one after the other loses nothing, and the requests that arrive meanwhile
     join one large batch (a call of 64 faces costs 0.66 ms a face, a call of 4 costs 1.4 ms).
+    ``on_batch``, when given, is told the number of faces of each generator call (for the metrics).
     """
 
     def __init__(self, render_fn: RenderFn, executor: Executor, window_s: float = 0.004,
-                 max_batch: int = 64, ready: ReadyFn | None = None) -> None:
+                 max_batch: int = 64, ready: ReadyFn | None = None, on_batch: BatchFn | None = None) -> None:
         self._render_fn = render_fn
         self._ready = ready
+        self._on_batch = on_batch
         self._executor = executor
         self.window_s = window_s
         self.max_batch = max_batch
@@ -86,6 +89,8 @@ class MicroBatcher:
                 continue
             elapsed = time.perf_counter() - start
             self.calls += 1
+            if self._on_batch is not None:
+                self._on_batch(len(z))
             log.debug("rendered %d faces for %d requests in %.1f ms", len(z), len(batch), elapsed * 1000)
             offset = 0
             for part, fut in batch:

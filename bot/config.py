@@ -7,19 +7,28 @@ exist for testing against local fake servers; leave them unset in production.
 Custom styles (``STYLE_*``, ``DATABASE_PATH``, ``STYLES_DIR``, ``BOT_ADMIN_IDS``, ``FACE_CASCADE``) map onto
 ``training.jobs.JobSettings`` through ``job_settings()``. The job database and the custom styles live in
 ``./data`` (relative to the directory the bot runs in, where ``.env`` is) unless configured.
+
+``METRICS_PORT`` turns on the metrics and health endpoint (``bot.metrics``); ``TELEGRAM_WEBHOOK_URL``
+switches Telegram from long polling to a webhook. ``TELEGRAM_WEBHOOK_SECRET`` is a secret like the tokens;
+left empty with a webhook, a random one is made at each start (the bot registers it with Telegram itself).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.paths import default_weights_dir
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# What Telegram accepts as a webhook's secret token: 1-256 of A-Z, a-z, 0-9, "_" and "-".
+WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class Settings(BaseSettings):
@@ -33,6 +42,14 @@ class Settings(BaseSettings):
     discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_shard_count: int | None = Field(default=None, ge=1)
     discord_sync_commands: bool = True
+    # Telegram webhook instead of long polling: Telegram posts updates to TELEGRAM_WEBHOOK_URL (https), which a
+    # reverse proxy forwards to TELEGRAM_WEBHOOK_LISTEN:TELEGRAM_WEBHOOK_PORT, path TELEGRAM_WEBHOOK_PATH
+    # (empty: the URL's own path).
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "127.0.0.1"
+    telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
+    telegram_webhook_path: str | None = None
+    telegram_webhook_secret: SecretStr | None = None  # None with a webhook: a random one, made at start
 
     weights_dir: Path | None = None
     default_style: str = "default"
@@ -49,23 +66,34 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=64, ge=1)
     cache_size: int = Field(default=256, ge=0)
     encode_threads: int = Field(default=2, ge=1)
+    # Styles whose generators are not in memory yet are loaded in the background at most this often.
+    style_loads_per_minute: int = Field(default=6, ge=1)
     shutdown_timeout_s: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
+    # The metrics and health endpoint (bot.metrics): off unless METRICS_PORT is set.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     # Custom styles trained in the chat (training.jobs).
     database_path: Path = Path("data/avatarbot.db")
     styles_dir: Path = Path("data/styles")
     bot_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
-    style_train_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.DEFAULT_STEPS
-    style_max_steps: int | None = Field(default=None, ge=1)  # None: training.jobs.MAX_STEPS
+    style_train_steps: int | None = Field(default=None, ge=1)  # None: training.recipe.FEW_SHOT.steps
+    style_max_steps: int | None = Field(default=None, ge=1)  # None: training.recipe.FEW_SHOT.max_steps
     style_min_steps: int = Field(default=200, ge=1)
     # Limits that keep one server or user from taking the training worker for themselves.
     style_max_per_scope: int = Field(default=5, ge=1)
     style_max_queued: int = Field(default=20, ge=1)
     style_max_jobs_per_user_per_day: int = Field(default=3, ge=1)
+    style_upload_cooldown_s: float = Field(default=60.0, ge=0)  # between one user's uploads; 0: off
+    # `avatarbot styles prune` deletes custom styles no avatar was drawn in for this many days.
+    style_prune_days: float = Field(default=90.0, gt=0)
     # On Telegram at most 20 MB whatever the setting: the most the Bot API lets a bot download (bot.telegram_bot).
     style_max_upload_mb: float = Field(default=25.0, gt=0, le=2000)
     style_min_images: int = Field(default=20, ge=1)
+    # The child process that checks an upload (training.ingest): its address space and its time.
+    style_ingest_max_mb: int = Field(default=1024, ge=512)
+    style_ingest_timeout_s: float = Field(default=300.0, gt=0)
     face_cascade: Path | None = None
     style_train_concurrency: int = Field(default=1, ge=1)
     # Finer training knobs; None keeps training.jobs.JobSettings' default.
@@ -96,6 +124,32 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value.strip())
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError("TELEGRAM_WEBHOOK_URL must be an https:// URL (Telegram posts only to HTTPS), "
+                                 "e.g. https://bot.example.com/telegram")
+            return value.strip()
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _secret_chars(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET.match(value.get_secret_value()):
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> "Settings":
+        # A webhook without a secret would take updates from anyone who finds its URL. token_urlsafe's
+        # alphabet is exactly the one Telegram accepts.
+        if self.telegram_webhook_url and self.telegram_webhook_secret is None:
+            self.telegram_webhook_secret = SecretStr(token_urlsafe(32))
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -110,6 +164,13 @@ class Settings(BaseSettings):
             return self.weights_dir
         return default_weights_dir()
 
+    def webhook_path(self) -> str:
+        """The path the Telegram webhook listens on: ``TELEGRAM_WEBHOOK_PATH``, else the URL's path."""
+        path = self.telegram_webhook_path
+        if path is None:
+            path = urlsplit(self.telegram_webhook_url or "").path
+        return "/" + path.strip("/")
+
     @property
     def style_max_upload_bytes(self) -> int:
         """``STYLE_MAX_UPLOAD_MB`` in bytes."""
@@ -118,24 +179,28 @@ class Settings(BaseSettings):
     def job_settings(self):
         """How custom-style jobs run (a ``training.jobs.JobSettings``); ``STYLE_TRAIN_STEPS`` is kept within
         ``STYLE_MIN_STEPS``..``STYLE_MAX_STEPS``. Imported here: the jobs module loads TensorFlow's style code."""
-        from training.jobs import DEFAULT_STEPS, MAX_STEPS, JobSettings
+        from training.jobs import JobSettings
+        from training.recipe import FEW_SHOT
         from training.prepare import Limits
 
-        max_steps = self.style_max_steps or MAX_STEPS
+        max_steps = self.style_max_steps or FEW_SHOT.max_steps
         min_steps = min(self.style_min_steps, max_steps)  # an empty range would refuse every budget
         knobs = {"batch_size": self.style_batch_size, "checkpoint_every": self.style_checkpoint_every,
                  "sample_every": self.style_sample_every, "progress_interval_s": self.style_progress_interval_s}
-        default_steps = max(min(self.style_train_steps or DEFAULT_STEPS, max_steps), min_steps)
+        default_steps = max(min(self.style_train_steps or FEW_SHOT.steps, max_steps), min_steps)
         return JobSettings(default_steps=default_steps, max_steps=max_steps, min_steps=min_steps,
                            max_styles_per_scope=self.style_max_per_scope, max_queued=self.style_max_queued,
                            max_jobs_per_user_per_day=self.style_max_jobs_per_user_per_day,
+                           upload_cooldown_s=self.style_upload_cooldown_s,
                            max_concurrent=self.style_train_concurrency,
                            min_images=self.style_min_images,
-                           limits=Limits(max_upload_bytes=self.style_max_upload_bytes),
+                           limits=Limits(max_upload_bytes=self.style_max_upload_bytes,
+                                         max_memory_bytes=self.style_ingest_max_mb * 1024 * 1024,
+                                         timeout_s=self.style_ingest_timeout_s),
                            face_cascade=str(self.face_cascade) if self.face_cascade else None,
                            **{k: v for k, v in knobs.items() if v is not None})
 
     def secrets(self) -> list[str]:
         """The secret values, for log redaction."""
-        return [s.get_secret_value() for s in (self.discord_token, self.telegram_token)
+        return [s.get_secret_value() for s in (self.discord_token, self.telegram_token, self.telegram_webhook_secret)
                 if s is not None and s.get_secret_value()]

@@ -114,6 +114,7 @@ class AvatarCog(commands.Cog):
                 reply = await job.run()
                 fields, view = _message(reply)
                 await interaction.edit_original_response(**fields, view=view)
+                job.sent()
                 if view is not None:
                     view.stop()  # the ids carry the state: nothing to keep in memory
             except UserError as exc:
@@ -131,13 +132,13 @@ class AvatarCog(commands.Cog):
         name="Any name: it always gives the same face (instead of a seed)",
         style="Which style to draw in (see /styles)",
         count="How many neighbouring seeds to draw as a grid (1-4)",
-        truncation="0.05 to 1: lower gives more typical faces, 1 the most varied (default 1)",
+        truncation="0.05 to 1: lower gives more typical faces, 1 the most varied (default: the style's)",
         variation="1-4: one of the faces the Variations button shows (0: the seed's own face)",
     )
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def avatar(self, interaction: discord.Interaction, seed: str | None = None, name: str | None = None,
-                     style: str | None = None, count: int = 1, truncation: float = 1.0,
+                     style: str | None = None, count: int = 1, truncation: float | None = None,
                      variation: int = 0) -> None:
         await self.serve(interaction, _request(interaction, seed=seed, name=name, style=style, count=count,
                                                truncation=truncation, variation=variation))
@@ -146,11 +147,11 @@ class AvatarCog(commands.Cog):
     @app_commands.rename(start="from", end="to")
     @app_commands.describe(start="Seed or name of the first face", end="Seed or name of the last face",
                            style="Which style to draw in (see /styles)",
-                           truncation="0.05 to 1: lower gives more typical faces (default 1)")
+                           truncation="0.05 to 1: lower gives more typical faces (default: the style's)")
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def morph(self, interaction: discord.Interaction, start: str, end: str, style: str | None = None,
-                    truncation: float = 1.0) -> None:
+                    truncation: float | None = None) -> None:
         await self.serve(interaction, _request(interaction, kind="morph", seed=start, target=end, style=style,
                                                truncation=truncation))
 
@@ -395,6 +396,13 @@ class DiscordPlatform:
         use_endpoints(self.settings.discord_api_base, self.settings.discord_gateway_url)
         await self.bot.login(self.settings.discord_token.get_secret_value())
         return asyncio.create_task(self.bot.connect(reconnect=True), name="discord")
+
+    @property
+    def is_alive(self) -> bool:
+        """Logged in, ready, and every shard's gateway connection open (for the health check)."""
+        shards = self.bot.shards.values()
+        return (not self.bot.is_closed() and self.bot.is_ready() and bool(shards)
+                and not any(shard.is_closed() for shard in shards))
 
     async def stop_receiving(self) -> None:
         """Discord keeps delivering interactions; the service now refuses them politely."""

@@ -54,7 +54,8 @@ def _face_args(plan: Plan) -> list[tuple[str, str]]:
 
 def _common_args(plan: Plan) -> list[tuple[str, str]]:
     args = [("style", plan.style)]
-    if plan.truncation != 1.0:
+    style_default = plan.ref.truncation if plan.ref is not None else 1.0
+    if plan.truncation != 1.0 or style_default != 1.0:  # stays exact if the style's default changes
         args.append(("truncation", f"{plan.truncation:g}"))
     return args
 

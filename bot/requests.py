@@ -112,7 +112,7 @@ class AvatarRequest:
     target: int | str | None = None
     style: str | None = None
     count: int | str = 1
-    truncation: float | str = 1.0
+    truncation: float | str | None = None  # None: the style's default
     variation: int | str = 0
 
     @classmethod
@@ -184,7 +184,8 @@ def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: in
         raise UserError.bad_input(f"Unknown request {request.kind!r}.")
     ref = registry.resolve(request.style, request.platform, request.chat_id)
     style = ref.name
-    psi = parse_truncation(request.truncation)
+    given = request.truncation is not None and str(request.truncation).strip() != ""
+    psi = parse_truncation(request.truncation) if given else ref.truncation
     if request.kind == "morph":
         seed, name = parse_seed_or_name(request.seed, "from")
         if request.target is None or str(request.target).strip() == "":

@@ -11,7 +11,11 @@ SIGINT, SIGTERM and SIGHUP: start no more training workers, refuse new requests 
 Telegram updates, let training workers save a checkpoint (their jobs resume on the next start, and
 the stop costs them no attempt), finish every reply in flight, close the connections, exit 0. The
 workers run in their own session, so a Ctrl+C in the terminal reaches the bot alone, which then stops
-them itself, in this order.
+them itself, in this order. A service manager should signal the bot alone too (systemd
+``KillMode=mixed``, a container's stop signal reaching only the bot): see ``docs/operating.md``.
+
+With ``METRICS_PORT`` set, ``bot.metrics`` serves ``/metrics`` and ``/healthz`` from the start of the
+service until the platforms are closed, so a bot that is stopping reports itself unhealthy.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from gan.runtime import CLIError
 
 log = logging.getLogger(__name__)
 
+# The signals that stop the bot in order (a container's STOPSIGNAL must be one of them).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 NO_TOKEN = ("avatarbot: no chat platform configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
             "(in the environment or in .env; see .env.example).")
 
@@ -62,14 +68,15 @@ def run(settings: Settings | None = None, verbose: bool = False) -> int:
 async def serve(settings: Settings) -> int:
     """Start the service and the platforms; on a signal, shut down in order."""
     from bot.looplag import LoopLagMonitor
+    from bot.metrics import Metrics, MetricsServer
     from bot.registry import StyleRegistry
     from bot.service import AvatarService, ServiceLimits
     from bot.styles import StyleDesk
     from gan.styles import StyleError
     from training.jobs import JobManager
 
-    # The tokens are in ``settings`` now; training workers inherit the environment and need none.
-    for name in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
+    # The secrets are in ``settings`` now; training workers inherit the environment and need none.
+    for name in ("DISCORD_TOKEN", "TELEGRAM_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
         os.environ.pop(name, None)
 
     loop = asyncio.get_running_loop()
@@ -83,7 +90,7 @@ async def serve(settings: Settings) -> int:
 
     # SIGHUP too: a closed terminal or SSH session must stop the bot as cleanly as Ctrl+C, not kill it
     # mid-job (which would cost the job an attempt).
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
 
     weights = settings.resolved_weights_dir()
@@ -96,12 +103,8 @@ async def serve(settings: Settings) -> int:
                       settings.job_settings(), reserved_names=registry.builtin_names)
     registry.attach_jobs(jobs)
     desk = StyleDesk(jobs, registry, settings.style_max_upload_bytes)
-    service = AvatarService(registry, ServiceLimits.from_settings(settings))
-    try:
-        await service.start()
-    except StyleError as exc:
-        log.error("cannot load the default style: %s", exc)
-        return 2
+    metrics = Metrics()
+    service = AvatarService(registry, ServiceLimits.from_settings(settings), metrics=metrics)
 
     platforms = []
     if settings.discord_token is not None:
@@ -113,12 +116,35 @@ async def serve(settings: Settings) -> int:
 
         platforms.append(TelegramPlatform(settings, service, desk))
 
+    # Before the warm-up: a port in use is reported at once, and /healthz answers (503) while the bot starts.
+    server = None
+    if settings.metrics_port is not None:
+        server = MetricsServer(metrics, service, platforms, jobs.db_path)
+        try:
+            await server.start(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s (set METRICS_HOST/METRICS_PORT)", settings.metrics_host,
+                      settings.metrics_port, exc.strerror or exc)
+            service.close()
+            return 2
+    try:
+        await service.start()
+    except StyleError as exc:
+        log.error("cannot load the default style: %s", exc)
+        if server is not None:
+            await server.stop()
+        return 2
+
     tasks: list[asyncio.Task] = []
     status = 0
-    monitor = LoopLagMonitor()
+    monitor = LoopLagMonitor(on_lag=metrics.loop_lag.observe)
     try:
         for platform in platforms:
-            task = await platform.start()
+            try:
+                task = await platform.start()
+            except OSError as exc:  # e.g. the webhook's port in use, or the platform's API unreachable
+                log.error("%s: could not start: %s", platform.name, exc.strerror or exc)
+                return 1
             if task is not None:
                 tasks.append(task)
         # After the platforms: resumed jobs report progress at once. Skipped once a shutdown signal
@@ -151,6 +177,8 @@ async def serve(settings: Settings) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await _quietly(server.stop(), "metrics: stop")
         service.close()
         log.info("stopped after %d replies", service.served)
     return status

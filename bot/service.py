@@ -7,6 +7,7 @@ Adapters turn a platform event into an ``AvatarRequest`` and call::
         ...acknowledge the user...
         reply = await job.run()         # the faces, drawn off the event loop, encoded
         ...send reply...
+        job.sent()                      # delivered: counted as answered, with its latency (bot.metrics)
 
 This module imports neither discord nor telegram.
 """
@@ -26,6 +27,7 @@ from functools import partial
 from bot.batcher import MicroBatcher
 from bot.errors import ErrorKind, UserError
 from bot.limits import Cooldown, RateLimit
+from bot.metrics import Metrics
 from bot.registry import StyleRef, StyleRegistry
 from bot.replies import Reply, build_reply
 from bot.requests import UPSCALE_WITH, AvatarRequest, Plan, make_plan
@@ -34,6 +36,36 @@ from gan.styles import StyleError
 log = logging.getLogger(__name__)
 
 WORKER_NICE = 10  # render and encoder threads yield the CPU to the event loop thread
+LOADING_RETRY_S = 5.0  # what "try again in a moment" means when a style is loading
+
+
+class StyleLoading(UserError):
+    """The style's generator is not in memory yet: it is loading (or loads are over their per-minute
+    bound). Adapters show it like any ``UserError``; the user tries again in a moment."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__(ErrorKind.BUSY, f"Style '{style}' is loading, try again in a moment.", LOADING_RETRY_S)
+
+
+class TokenBucket:
+    """At most ``per_minute`` takes a minute on average, and as many at once after a quiet minute."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._clock = clock
+        self._tokens = self.capacity
+        self._last = clock()
+
+    def take(self) -> bool:
+        """Take one token if there is one."""
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 @dataclass
@@ -52,6 +84,7 @@ class ServiceLimits:
     max_batch: int = 64
     cache_size: int = 256
     encode_threads: int = 2
+    style_loads_per_minute: int = 6
 
     @classmethod
     def from_settings(cls, settings) -> "ServiceLimits":
@@ -66,6 +99,8 @@ class Job:
         self.plan = plan
         self._service = service
         self._released = False
+        self._admitted = time.perf_counter()
+        self._outcome = "failed"  # until run() refuses or the adapter reports the reply sent
 
     @property
     def media(self) -> str:
@@ -73,13 +108,23 @@ class Job:
 
     async def run(self) -> Reply:
         """Draw and encode the reply (the generator runs off the event loop)."""
-        return await self._service._run(self.plan)
+        try:
+            return await self._service._run(self.plan)
+        except UserError as exc:
+            self._outcome = exc.kind.value
+            raise
+
+    def sent(self) -> None:
+        """The adapter delivered the reply (for the metrics: an answered request and its latency)."""
+        self._outcome = "ok"
 
     def release(self) -> None:
         """Give the queue slot back (idempotent)."""
         if not self._released:
             self._released = True
             self._service._release(self)
+            self._service.metrics.request_done(self.request.platform, self._outcome,
+                                               time.perf_counter() - self._admitted)
 
     async def __aenter__(self) -> "Job":
         return self
@@ -92,8 +137,9 @@ class AvatarService:
     """Validation, limits, the bounded queue, micro-batching and the cache, for every platform."""
 
     def __init__(self, registry: StyleRegistry, limits: ServiceLimits | None = None,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, metrics: Metrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics or Metrics()
         self.limits = limits or ServiceLimits()
         self._cooldown = Cooldown(self.limits.user_cooldown_s, clock)
         self._chat_limit = RateLimit(self.limits.chat_limit_per_minute, 60.0, clock)
@@ -101,6 +147,7 @@ class AvatarService:
         self._encode_pool = ThreadPoolExecutor(self.limits.encode_threads, thread_name_prefix="encode",
                                                initializer=_background_priority)
         self._batchers: dict[tuple, tuple[object, MicroBatcher]] = {}
+        self._loads = TokenBucket(self.limits.style_loads_per_minute, clock)
         self._encoding = 0  # replies handed to the encoder threads and not yet back
         self._encoders_free = asyncio.Condition()
         self._cache: OrderedDict[tuple, Reply] = OrderedDict()
@@ -119,13 +166,21 @@ class AvatarService:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load and warm up the default style and the upscalers off the event loop (raises ``StyleError``).
+        """Load and warm up the default style and the upscalers off the event loop (raises ``StyleError``),
+        then the other built-in styles in the registry's loader thread (kept in memory for good).
 
         The Upscale button's upscaler is loaded here too, so that the first click does not wait for it.
+        The default style loads on the render thread: TensorFlow's thread pools start with the first
+        model and keep the priority of the thread that started them.
         """
         loop = asyncio.get_running_loop()
         ref = self.registry.resolve(None)
         gen = await loop.run_in_executor(self._render_pool, self.registry.generator, ref)
+        for name in self.registry.builtin_names:
+            try:
+                await asyncio.wrap_future(self.registry.load(self.registry.resolve(name)))
+            except StyleError as exc:
+                log.error("built-in style %r could not be loaded: %s", name, exc)
         plan = Plan("avatar", ref.name, 0, 1.0, self.limits.output_size, count=1, ref=ref)
         z = plan.latents(gen.latent_dim)
         await loop.run_in_executor(self._render_pool, gen.render_latents, z, self.limits.upscale_size, UPSCALE_WITH)
@@ -156,10 +211,41 @@ class AvatarService:
     def in_flight(self) -> int:
         return len(self._active)
 
+    @property
+    def accepting(self) -> bool:
+        """False from ``stop_accepting`` on: the bot is shutting down."""
+        return self._accepting
+
+    @property
+    def render_queue_faces(self) -> int:
+        """Faces waiting for the render thread, all styles together."""
+        return sum(batcher.pending_faces for _, batcher in self._batchers.values())
+
+    async def ping_render(self, timeout: float) -> bool:
+        """Whether the render thread runs a trivial job within ``timeout`` seconds (it waits behind
+        the batches already queued); False once the service is closed."""
+        try:
+            future = self._render_pool.submit(time.perf_counter)
+        except RuntimeError:  # the pool is shut down
+            return False
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            return True
+        except asyncio.TimeoutError:
+            future.cancel()  # a stuck thread must not pile up pings
+            return False
+
     # -- admission --------------------------------------------------------------------------------
 
     def admit(self, request: AvatarRequest) -> Job:
         """Validate and admit a request at once, or raise ``UserError`` saying why not."""
+        try:
+            return self._admit(request)
+        except UserError as exc:
+            self.metrics.request_done(request.platform, exc.kind.value)
+            raise
+
+    def _admit(self, request: AvatarRequest) -> Job:
         plan = self.plan(request)
         if not self._accepting:
             raise UserError(ErrorKind.BUSY, "I'm restarting right now: please try again in a minute.", 60)
@@ -173,6 +259,8 @@ class AvatarService:
             raise UserError.busy(wait, "This chat has asked for a lot of avatars")
         if len(self._active) >= self.limits.queue_size:
             raise UserError.busy(self.backlog_seconds())
+        if plan.ref.custom:
+            self._start_loading(plan.ref)  # not charged to the cooldown: "try again in a moment" holds
         self._cooldown.hit(user_key)
         self._chat_limit.hit(chat_key)
         job = Job(self, request, plan)
@@ -219,23 +307,36 @@ class AvatarService:
                 del self._batchers[stale]
             render = partial(gen.render_latents, size=plan.face_size, upscaler=plan.upscaler)
             batcher = MicroBatcher(render, self._render_pool, self.limits.batch_window_ms / 1000,
-                                   self.limits.max_batch, ready=self._encoders_ready)
+                                   self.limits.max_batch, ready=self._encoders_ready,
+                                   on_batch=self.metrics.batch_rendered)
             self._batchers[key] = entry = (gen, batcher)
         return entry[1]
 
     async def _generator(self, ref: StyleRef):
-        """The style's generator, loaded in the render thread on first use."""
+        """The style's generator, never loaded on the render thread. A custom style not in memory (evicted
+        since its request was admitted) raises ``StyleLoading``; a built-in one (loaded by ``start``, unless
+        it failed there or ``start`` was not called) is loaded in the registry's loader thread and waited for."""
         gen = self.registry.loaded(ref.key)
+        self.metrics.cache_lookup("generator", gen is not None)
         if gen is not None:
             return gen
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._render_pool, self.registry.generator, ref)
-        except StyleError as exc:
-            if not ref.custom:
-                raise
-            log.warning("custom style %s could not be loaded: %s", ref.path, exc)
+        if ref.custom:
+            self._start_loading(ref)
+        return await asyncio.wrap_future(self.registry.load(ref))
+
+    def _start_loading(self, ref: StyleRef) -> None:
+        """Return if a custom style's generator is in memory. Else start loading it in the registry's loader
+        thread, within ``style_loads_per_minute``, and raise ``StyleLoading`` at once: a load takes a second
+        or more, and no one else's avatar waits for it. A style whose files were refused is a ``UserError``."""
+        if self.registry.loaded(ref.key) is not None:
+            return
+        if self.registry.load_error(ref.key) is not None:
             raise UserError.bad_input(f"Style {ref.name!r} is not available right now; "
-                                      "an admin may have deleted or be replacing it.") from None
+                                      "an admin may have deleted or be replacing it.")
+        if not self.registry.loading(ref.key) and self._loads.take():
+            log.info("loading custom style %r from %s", ref.name, ref.path)
+            self.registry.load(ref)
+        raise StyleLoading(ref.name)
 
     async def _encoders_ready(self) -> None:
         """Return once the encoders are idle: the next batch is drawn when the last one is sent."""
@@ -245,8 +346,10 @@ class AvatarService:
     async def _run(self, plan: Plan) -> Reply:
         loop = asyncio.get_running_loop()
         gen = await self._generator(plan.ref)
+        self.registry.mark_used(plan.ref)  # in memory: custom styles unused for long can be pruned
         key = (plan, gen.weights_sha256)
         cached = self._cache.get(key)
+        self.metrics.cache_lookup("reply", cached is not None)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached

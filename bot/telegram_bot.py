@@ -9,10 +9,15 @@ Custom styles (``bot.styles``): an admin sends a zip as a document captioned ``/
 (or replies ``/train <name>`` to one); ``/style_status``, ``/style_cancel``, ``/style_delete <name>``,
 ``/style_default <name>``. In groups the chat's administrators and owner may (getChatMember); in a
 private chat, the users in ``BOT_ADMIN_IDS``. A job's progress edits one message; sample grids come
-as photos. A zip over the Bot API's 20 MB download limit is refused before any download.
+as photos. A zip over the Bot API's 20 MB download limit is refused before any download. A group
+upgraded to a supergroup gets a new chat id: its styles, default style and jobs move with it.
 
 Texts that quote users or data are fitted to Telegram's limits (``bot.text``): 4096 characters a
 message, 1024 a caption, 200 an alert.
+
+Updates come by long polling, or with ``TELEGRAM_WEBHOOK_URL`` through python-telegram-bot's webhook
+server (``Updater.start_webhook``, on this event loop), which registers the URL and its secret token
+with Telegram at start and refuses any POST without that token.
 """
 
 from __future__ import annotations
@@ -264,6 +269,19 @@ class TelegramHandlers:
     async def style_delete(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._named(update, context, "/style_delete <name>", self.desk.delete)
 
+    async def migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A group upgraded to a supergroup: Telegram tells the old chat (``migrate_to_chat_id``) and
+        the new one (``migrate_from_chat_id``); whichever comes first moves the styles."""
+        message = update.effective_message
+        if message.migrate_to_chat_id:
+            old, new = message.chat.id, message.migrate_to_chat_id
+        else:
+            old, new = message.migrate_from_chat_id, message.chat.id
+        try:
+            await self.desk.move_chat("telegram", str(old), str(new), {"chat": new})
+        except UserError as exc:  # the bot is starting or stopping: nothing moved
+            log.warning("chat %s became %s, but its styles could not move now: %s", old, new, exc)
+
     async def style_default(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._named(update, context, "/style_default <name>", self.desk.set_default)
 
@@ -300,7 +318,7 @@ class TelegramHandlers:
             return
         await self.serve(update, context, self._request(
             update, kind="morph", seed=words[0], target=words[1] if len(words) > 1 else None,
-            style=options.get("style"), truncation=options.get("truncation", 1.0)))
+            style=options.get("style"), truncation=options.get("truncation")))
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -333,6 +351,7 @@ class TelegramHandlers:
                 await context.bot.send_chat_action(chat_id, CHAT_ACTION[job.media])
                 reply = await job.run()
                 await self._send(context, chat_id, reply, None if query is not None else message.message_id)
+                job.sent()
             except UserError as exc:
                 await context.bot.send_message(chat_id, fit(str(exc), TEXT_LIMIT))
             except Exception:
@@ -384,6 +403,7 @@ def build_application(settings, service: AvatarService, desk: StyleDesk) -> Appl
     app.add_handler(CommandHandler("style_cancel", h.style_cancel))
     app.add_handler(CommandHandler("style_delete", h.style_delete))
     app.add_handler(CommandHandler("style_default", h.style_default))
+    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migrate))
     app.add_handler(CallbackQueryHandler(h.button, pattern=is_action))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, h.text))
     app.add_error_handler(h.error)
@@ -391,22 +411,38 @@ def build_application(settings, service: AvatarService, desk: StyleDesk) -> Appl
 
 
 class TelegramPlatform:
-    """Runs the application inside the shared event loop (long polling)."""
+    """Runs the application inside the shared event loop (long polling, or a webhook server)."""
 
     name = "telegram"
 
     def __init__(self, settings, service: AvatarService, desk: StyleDesk) -> None:
         self.app = build_application(settings, service, desk)
         self.desk = desk
+        self.settings = settings
 
     async def start(self) -> asyncio.Task | None:
         await self.app.initialize()
         self.desk.add_channel("telegram", TelegramProgress(self.app.bot))
         await self.app.bot.set_my_commands(COMMANDS)
-        await self.app.updater.start_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+        s = self.settings
+        if s.telegram_webhook_url:
+            await self.app.updater.start_webhook(
+                listen=s.telegram_webhook_listen, port=s.telegram_webhook_port, url_path=s.webhook_path(),
+                webhook_url=s.telegram_webhook_url, secret_token=s.telegram_webhook_secret.get_secret_value(),
+                allowed_updates=allowed)
+            log.info("Telegram: webhook %s -> %s:%d%s as @%s", s.telegram_webhook_url, s.telegram_webhook_listen,
+                     s.telegram_webhook_port, s.webhook_path(), self.app.bot.username)
+        else:  # start_polling deletes any webhook left by an earlier run
+            await self.app.updater.start_polling(allowed_updates=allowed)
+            log.info("Telegram: polling as @%s", self.app.bot.username)
         await self.app.start()
-        log.info("Telegram: polling as @%s", self.app.bot.username)
         return None
+
+    @property
+    def is_alive(self) -> bool:
+        """Receiving updates (polling or the webhook server) and handling them (for the health check)."""
+        return self.app.running and self.app.updater.running
 
     async def stop_receiving(self) -> None:
         """Stop fetching updates; the ones already fetched are still answered."""

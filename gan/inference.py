@@ -3,8 +3,10 @@
 The generator runs on a few fixed batch shapes (``gan.batching``), and BatchNorm on its moving
 statistics, so a face never depends on what else shares its batch: the same seed gives the same
 pixels alone, in a grid or in a micro-batch of other users' requests (``tests/test_gan.py`` checks
-this bit for bit). The upscaler that turns the 64-px faces into HD ones runs the same way. Calls are
-thread-safe and meant to run off the event loop.
+this bit for bit). The upscaler that turns the 64-px faces into HD ones runs the same way. A style
+that ships colour directions also draws a seed's face with another hair or eye colour (``gan.edits``:
+the edit moves each latent on its own, so it keeps this promise). Calls are thread-safe and meant to
+run off the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import numpy as np
 
 from gan.batching import FixedBatchRunner
+from gan.edits import Directions, edit_metadata, load_directions
 from gan.imaging import check_size, to_uint8
 from gan.latents import check_seed, check_truncation, latents_for_seeds, slerp, variation_latents
 from gan.styles import StyleInfo, load_generator
@@ -37,6 +40,7 @@ class AvatarGenerator:
         probe = latents_for_seeds(list(range(4)), self.latent_dim)
         self._runner = FixedBatchRunner(generator, (self.latent_dim,), chunks, probe, what=f"style {info.name}")
         self.upscalers = upscalers if upscalers is not None else UpscalerLibrary(default_root(), self.image_size)
+        self.directions: Directions | None = load_directions(info)  # hair and eye colour edits, if shipped
 
     @classmethod
     def load(cls, folder: str | os.PathLike, chunks: tuple[int, ...] = CHUNKS,
@@ -102,12 +106,31 @@ class AvatarGenerator:
             raise ValueError(f"faces must have shape (N, {self.image_size}, {self.image_size}, 3)")
         return self.upscaler(upscaler).upscale(images, check_size(size))
 
+    def colours(self, kind: str) -> tuple[str, ...]:
+        """The ``hair`` or ``eyes`` colours this style can draw (none without directions)."""
+        return self.directions.colours[kind] if self.directions is not None else ()
+
+    def edit(self, z: np.ndarray, hair: str | None = None, eyes: str | None = None) -> np.ndarray:
+        """Latents with a hair and/or eye colour edit (``gan.edits``); ``ValueError`` for an unknown
+        colour or a style without directions."""
+        directions = self._directions_for(hair, eyes)
+        return z if directions is None else directions.apply(z, hair, eyes)
+
+    def _directions_for(self, hair: str | None, eyes: str | None) -> Directions | None:
+        """The directions an edit needs (None for no edit), or ``ValueError`` when the style has none."""
+        if hair is None and eyes is None:
+            return None
+        if self.directions is None:
+            raise ValueError(f"style {self.style!r} has no hair or eye colour directions "
+                             "(`avatarbot-train directions` fits them)")
+        return self.directions
+
     def generate(self, seeds: list[int], truncation: float = 1.0, size: int | None = None,
-                 upscaler: str | None = None) -> np.ndarray:
+                 upscaler: str | None = None, hair: str | None = None, eyes: str | None = None) -> np.ndarray:
         """One face per seed, as (N, H, W, 3) uint8: native 64 px with ``size=None`` (what FID measures),
-        else ``size`` px through the upscaler."""
-        return self.render_latents(latents_for_seeds([check_seed(s) for s in seeds], self.latent_dim,
-                                                     truncation), size, upscaler)
+        else ``size`` px through the upscaler; ``hair``/``eyes`` recolour it (on the truncated latent)."""
+        z = latents_for_seeds([check_seed(s) for s in seeds], self.latent_dim, truncation)
+        return self.render_latents(self.edit(z, hair, eyes), size, upscaler)
 
     def variations(self, seed: int, count: int = 4, strength: float = 0.4, truncation: float = 1.0,
                    size: int | None = None, upscaler: str | None = None) -> np.ndarray:
@@ -125,10 +148,12 @@ class AvatarGenerator:
         return self.render_latents(slerp(ends[0], ends[1], steps) * np.float32(psi), size, upscaler)
 
     def metadata(self, seed: int, truncation: float = 1.0, upscaler: str | None = None,
-                 size: int | None = None, **extra: object) -> dict[str, object]:
+                 size: int | None = None, hair: str | None = None, eyes: str | None = None,
+                 **extra: object) -> dict[str, object]:
         """What a PNG needs to carry so that the face can be reproduced from the picture alone: the
-        seed, style, truncation, weights hash, and the upscaler (with the networks a ``size`` px face
-        runs through)."""
+        seed, style, truncation, weights hash, the upscaler (with the networks a ``size`` px face
+        runs through), and a colour edit with the hash of the directions it used."""
+        edit = edit_metadata(self._directions_for(hair, eyes), hair, eyes)
         up = self.upscaler(upscaler)
         meta: dict[str, object] = {"seed": seed, "style": self.style, "truncation": f"{truncation:g}",
                                    "weights_sha256": self.weights_sha256, "upscaler": up.name}
@@ -136,5 +161,5 @@ class AvatarGenerator:
             meta["upscaler_weights"] = up.weights_for(size)
             if up.precision != "float32":  # another machine may compute it a few levels apart
                 meta["upscaler_precision"] = up.precision
-        return {**meta, **extra}
+        return {**meta, **edit, **extra}
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STYLE_FORMAT = 1
 GENERATOR_FILE = "generator.weights.h5"
 DISCRIMINATOR_FILE = "discriminator.weights.h5"
+DIRECTIONS_FILE = "directions.npz"  # optional hair and eye colour directions (gan.edits)
 # Ends in \Z, not $ (which also matches before a trailing newline), so that callers using match() are
 # exact too; check_style_name uses fullmatch.
 STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
@@ -137,6 +138,13 @@ def read_style(folder: str | os.PathLike, verify_hashes: bool = True) -> StyleIn
         if not path.is_file():
             raise StyleError(f"{path} is missing")
         if verify_hashes and sha256_file(path) != entry.get("sha256"):
+            raise StyleError(f"{path} does not match the sha256 in style.json (corrupt or modified file)")
+    directions = meta.get("directions")
+    if directions is not None:  # listed under its own key: "weights" holds network files only
+        path = folder / DIRECTIONS_FILE
+        if not isinstance(directions, dict) or not path.is_file():
+            raise StyleError(f"{meta_path} lists colour directions, but {path} is missing or undescribed")
+        if verify_hashes and sha256_file(path) != directions.get("sha256"):
             raise StyleError(f"{path} does not match the sha256 in style.json (corrupt or modified file)")
     return StyleInfo(name=meta.get("name", folder.name), path=folder, config=config, meta=meta)
 

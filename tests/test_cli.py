@@ -48,6 +48,31 @@ def test_name_grid_morph_and_styles(tiny_style, tmp_path):
     assert res.returncode == 0 and res.stdout.startswith("default")
 
 
+def test_a_style_with_a_measured_truncation_draws_at_it_unless_told_otherwise(tiny_style, tmp_path):
+    import json
+    import shutil
+
+    from gan.imaging import read_png_metadata
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_style, weights)
+    meta_path = weights / "default" / "style.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "truncation": 0.5}))
+
+    def draw(name, *extra):
+        res = avatarbot("generate", "--seed", "3", "--size", "64", "--weights-dir", str(weights),
+                        "-o", str(tmp_path / name), *extra)
+        assert res.returncode == 0, res.stderr
+        with Image.open(tmp_path / name) as im:
+            return np.asarray(im), read_png_metadata((tmp_path / name).read_bytes())
+
+    plain, meta = draw("plain.png")
+    half, _ = draw("half.png", "--truncation", "0.5")
+    full, full_meta = draw("full.png", "--truncation", "1")
+    assert meta["truncation"] == "0.5" and full_meta["truncation"] == "1"
+    assert np.array_equal(plain, half) and not np.array_equal(plain, full)
+
+
 @pytest.mark.parametrize("args, message", [
     (["generate", "--seed", "-1"], "seed must be between"),
     (["generate", "--seed", str(2**63)], "seed must be between"),

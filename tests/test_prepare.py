@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from training.prepare import Limits, PrepareError, PrepareReport, ingest_zip_bytes, prepare_dataset
+from training.prepare import NOT_ALLOWED, Limits, PrepareError, PrepareReport, ingest_zip_bytes, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CASCADE = REPO.parent / "shared" / "data" / "lbpcascade_animeface.xml"
@@ -127,8 +127,8 @@ def test_folder_keeps_valid_pictures_and_counts_every_skip_reason(tmp_path):
     report = prepare_dataset(src, tmp_path / "out")
 
     assert report.kept == 5
-    assert report.skipped == Counter({"duplicate": 2, "corrupt or unreadable": 1, "not an image": 1,
-                                      "too small": 1, "not an allowed format (GIF)": 1})
+    assert report.skipped == Counter({"duplicate": 2, "corrupt or unreadable": 1, NOT_ALLOWED: 2,
+                                      "too small": 1})
     assert report.out_dir == tmp_path / "out"
     assert_training_pngs(tmp_path / "out", 5)
     # the input is untouched and nothing else was written
@@ -178,7 +178,7 @@ def test_too_few_images_raises_and_leaves_out_empty(tmp_path):
     out.mkdir()
     with pytest.raises(PrepareError, match=r"only 3 usable images; at least 20 are needed") as err:
         prepare_dataset(src, out, limits=Limits(min_images=20))
-    assert "1 not an image" in str(err.value)
+    assert f"1 {NOT_ALLOWED}" in str(err.value)
     assert list(out.iterdir()) == []
 
     # an output folder it created itself is removed again
@@ -190,7 +190,7 @@ def test_too_few_images_raises_and_leaves_out_empty(tmp_path):
 def test_no_usable_image_at_all_is_an_error(tmp_path):
     src = tmp_path / "src"
     write(src / "notes.png", b"hello")
-    with pytest.raises(PrepareError, match=r"no usable images \(skipped: 1 not an image\)"):
+    with pytest.raises(PrepareError, match=r"no usable images \(skipped: 1 not a JPEG, PNG or WEBP picture\)"):
         prepare_dataset(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -344,6 +344,97 @@ def test_archive_with_too_many_members_is_refused(tmp_path):
     path = make_zip(tmp_path / "up.zip", {f"{i}.txt": b"x" for i in range(6)})
     with pytest.raises(PrepareError, match=r"^zip holds 6 files; the limit is 5$"):
         prepare_dataset(path, tmp_path / "out", limits=Limits(max_members=5))
+
+
+def no_directory_parsing(monkeypatch) -> None:
+    """Make ``zipfile`` fail the test if it parses an archive's central directory."""
+    def parse(self):
+        raise AssertionError("zipfile parsed the central directory")
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", parse)
+
+
+def set_eocd_count(path: Path, count: int) -> None:
+    """Overwrite the entry counts of an archive's end-of-central-directory record."""
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, at + 8, count, count)
+    path.write_bytes(bytes(data))
+
+
+def test_entry_count_is_read_from_the_end_record_before_the_directory_is_parsed(tmp_path, monkeypatch):
+    path = make_zip(tmp_path / "many.zip", {f"{i}.txt": b"" for i in range(2001)})
+    no_directory_parsing(monkeypatch)
+    with pytest.raises(PrepareError, match=r"^zip holds 2001 files; the limit is 2000$"):
+        prepare_dataset(path, tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"^zip holds 2001 files; the limit is 2000$"):
+        ingest_zip_bytes(path.read_bytes(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip64_end_records_give_the_entry_count(tmp_path, monkeypatch):
+    # As written for more than 65535 entries: ZIP64 end records, and 0xFFFF in the classic one.
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 3)
+    path = make_zip(tmp_path / "z64.zip", {f"{i}.png": encode(picture(i), "PNG") for i in range(6)})
+    monkeypatch.undo()
+    set_eocd_count(path, 0xFFFF)
+    assert zipfile.ZipFile(path).infolist()[5].filename == "5.png"  # a valid archive to zipfile too
+    assert prepare_dataset(path, tmp_path / "ok", limits=Limits(max_members=6)).kept == 6
+    no_directory_parsing(monkeypatch)
+    with pytest.raises(PrepareError, match=r"^zip holds 6 files; the limit is 5$"):
+        prepare_dataset(path, tmp_path / "out", limits=Limits(max_members=5))
+
+
+def test_an_end_record_lying_about_the_entry_count_is_caught_by_counting_headers(tmp_path, monkeypatch):
+    path = make_zip(tmp_path / "liar.zip", {f"{i}.txt": b"" for i in range(30)})
+    set_eocd_count(path, 1)  # zipfile would still read all 30 headers the directory holds
+    no_directory_parsing(monkeypatch)
+    with pytest.raises(PrepareError, match=r"^zip holds more files than the limit of 10$"):
+        prepare_dataset(path, tmp_path / "out", limits=Limits(max_members=10))
+
+
+def test_only_the_allowed_formats_decoders_read_an_upload(tmp_path, monkeypatch):
+    from PIL import BmpImagePlugin, GifImagePlugin, TiffImagePlugin
+
+    src = tmp_path / "src"
+    write(src / "anim.gif", encode(picture(1), "GIF"))
+    write(src / "scan.tif", encode(picture(2), "TIFF"))
+    write(src / "old.bmp", encode(picture(3), "BMP"))
+    write(src / "fine.webp", encode(picture(4), "WEBP"))
+    opened = []
+    for plugin in (GifImagePlugin.GifImageFile, TiffImagePlugin.TiffImageFile, BmpImagePlugin.BmpImageFile):
+        monkeypatch.setattr(plugin, "_open", lambda self, fmt=plugin.format: opened.append(fmt))
+    report = prepare_dataset(src, tmp_path / "out")
+    assert (report.kept, report.skipped) == (1, Counter({NOT_ALLOWED: 3}))
+    assert opened == []  # their parsers never saw the bytes
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_size(tmp_path, monkeypatch):
+    """8 Mpx over a 4 Mpx limit: decoded at half size by the JPEG decoder, not refused, not decoded whole."""
+    x = np.linspace(0, 255, 4096, dtype=np.float32)
+    y = np.linspace(0, 255, 2048, dtype=np.float32)
+    arr = np.stack([np.broadcast_to(x, (2048, 4096)), np.broadcast_to(y[:, None], (2048, 4096)),
+                    np.full((2048, 4096), 90.0)], axis=-1).astype(np.uint8)
+    big = encode(Image.fromarray(arr), "JPEG")
+    write(tmp_path / "src" / "big.jpg", big)
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy_load(self):
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy_load)
+    report = prepare_dataset(tmp_path / "src", tmp_path / "out", limits=Limits(max_image_pixels=4_000_000))
+    monkeypatch.undo()
+    assert (report.kept, report.skipped) == (1, Counter())
+    assert set(decoded) == {(2048, 1024)}
+    # the same picture as a full decode would give
+    with Image.open(io.BytesIO(big)) as full:
+        reference = np.asarray(full.convert("RGB").resize((64, 64), Image.Resampling.LANCZOS,
+                                                          box=(1024, 0, 3072, 2048)), np.float32)
+    kept = np.asarray(Image.open(tmp_path / "out" / "000000.png"), np.float32)
+    assert np.abs(kept - reference).mean() < 2.0
 
 
 # --------------------------------------------------------------------------- face crop

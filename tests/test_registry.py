@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,11 +21,13 @@ class Record:
 
 
 class Jobs:
-    """The part of ``training.jobs.JobManager`` the registry reads (its in-memory lookups)."""
+    """The part of ``training.style_store.StyleStore`` the registry reads (its in-memory lookups) and
+    tells (``mark_used``)."""
 
     def __init__(self) -> None:
         self.styles: dict[tuple[str, str], Record] = {}
         self.defaults: dict[str, str] = {}
+        self.used: list[tuple[str, str]] = []
 
     def register(self, scope: str, name: str, path: Path) -> None:
         from gan.styles import read_style
@@ -44,6 +47,14 @@ class Jobs:
     def default_style(self, scope: str) -> str | None:
         return self.defaults.get(scope)
 
+    def mark_used(self, scope: str, name: str) -> None:
+        self.used.append((scope, name))
+
+
+def attach(registry: StyleRegistry, jobs: Jobs) -> None:
+    """Attach ``jobs`` as a job manager's style catalogue."""
+    registry.attach_jobs(SimpleNamespace(styles=jobs))
+
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
@@ -56,7 +67,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 def test_custom_styles_are_visible_only_in_their_scope(folders):
     registry = StyleRegistry(folders["builtin"], "default")
     jobs = Jobs()
-    registry.attach_jobs(jobs)
+    attach(registry, jobs)
     jobs.register("discord:1", "ink", folders["ink1"])
 
     assert registry.names("discord", "1") == ["default", "ink", "other"]
@@ -76,7 +87,7 @@ def test_custom_styles_are_visible_only_in_their_scope(folders):
 def test_a_scope_default_applies_only_there_and_only_while_it_exists(folders):
     registry = StyleRegistry(folders["builtin"], "default")
     jobs = Jobs()
-    registry.attach_jobs(jobs)
+    attach(registry, jobs)
     jobs.register("discord:1", "ink", folders["ink1"])
     jobs.defaults["discord:1"] = "ink"
     jobs.defaults["discord:2"] = "other"
@@ -93,7 +104,7 @@ def test_generators_are_cached_by_path_and_hash(folders, tmp_path):
 
     registry = StyleRegistry(folders["builtin"], "default")
     jobs = Jobs()
-    registry.attach_jobs(jobs)
+    attach(registry, jobs)
     path = tmp_path / "styles" / "discord" / "1" / "ink"
     shutil.copytree(folders["ink1"], path)
     jobs.register("discord:1", "ink", path)
@@ -114,6 +125,18 @@ def test_generators_are_cached_by_path_and_hash(folders, tmp_path):
     from gan.styles import StyleError
 
     fresh = StyleRegistry(folders["builtin"], "default")
-    fresh.attach_jobs(jobs)
+    attach(fresh, jobs)
     with pytest.raises(StyleError, match="changed since it was registered"):
         fresh.generator(first)
+
+
+def test_drawing_in_a_custom_style_tells_the_catalogue_which_one(folders):
+    registry = StyleRegistry(folders["builtin"], "default")
+    jobs = Jobs()
+    attach(registry, jobs)
+    jobs.register("discord:1", "ink", folders["ink1"])
+    ink = registry.resolve("ink", "discord", "1")
+    assert ink.scope == "discord:1"
+    registry.mark_used(ink)
+    registry.mark_used(registry.resolve("default", "discord", "1"))  # built-in styles are never pruned
+    assert jobs.used == [("discord:1", "ink")]

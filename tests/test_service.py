@@ -16,9 +16,10 @@ from bot.errors import ErrorKind, UserError
 from bot.logs import RedactingFormatter
 from bot.registry import StyleRegistry
 from bot.requests import AvatarRequest
-from bot.service import AvatarService, ServiceLimits
+from bot.service import AvatarService, ServiceLimits, StyleLoading
 from gan.imaging import read_png_metadata, upscale
 from gan.latents import MAX_SEED, seed_for_name
+from gan.styles import StyleError
 from tests.fakes.styles import make_tiny_styles
 
 
@@ -176,6 +177,26 @@ def test_truncation_is_rounded_and_styles_are_case_insensitive(registry):
     job = service.admit(req(seed="  7 ", truncation="0.333", style="Other"))
     assert (job.plan.seed, job.plan.truncation, job.plan.style) == (7, 0.33, "other")
     job.release()
+
+
+async def test_a_style_draws_at_its_measured_truncation_and_says_so_in_the_command(tmp_path):
+    import json
+
+    root = make_tiny_styles(tmp_path / "weights", ("default",))
+    meta_path = root / "default" / "style.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "truncation": 0.7}))
+    registry = StyleRegistry(root, "default")
+    service = make_service(registry)
+    plain = await service.handle(req(seed=42))
+    gen = registry.generator("default")
+    np.testing.assert_array_equal(pixels(plain.data), gen.generate([42], 0.7, size=256)[0])
+    assert read_png_metadata(plain.data)["truncation"] == "0.7"
+    assert dict(plain.command.args)["truncation"] == "0.7"
+    # asking for 1 explicitly is kept, and the command names it: without it, it would mean the style's 0.7
+    full = await service.handle(req(seed=42, truncation=1))
+    np.testing.assert_array_equal(pixels(full.data), gen.generate([42], 1.0, size=256)[0])
+    assert dict(full.command.args)["truncation"] == "1"
+    service.close()
 
 
 def test_cooldown_per_user_with_an_honest_wait(registry):
@@ -383,3 +404,114 @@ def test_uploads_over_telegrams_download_limit_are_refused_before_downloading(re
 def test_a_style_name_with_a_trailing_newline_is_not_valid():
     with pytest.raises(ValueError):
         Action.decode("av1:r:1:0:1:1:default\n")
+
+
+# -- custom styles load off the render thread ------------------------------------------------------
+
+WAIT_S = 120  # a bound on waiting for a thread on a busy machine; reaching it fails the test
+
+
+@pytest.fixture(scope="module")
+def custom_folders(tmp_path_factory):
+    return make_tiny_styles(tmp_path_factory.mktemp("custom"), ("ink", "ink2", "ink3"))
+
+
+def custom_registry(registry, custom_folders):
+    """A fresh registry of the module's built-in styles (default loaded), with three custom styles in
+    the Discord server "1", and its catalogue of custom styles."""
+    from tests.test_registry import Jobs, attach
+
+    fresh = StyleRegistry(registry.root, "default")
+    fresh.generator("default")
+    catalogue = Jobs()
+    for name in ("ink", "ink2", "ink3"):
+        catalogue.register("discord:1", name, custom_folders / name)
+    attach(fresh, catalogue)
+    return fresh, catalogue
+
+
+async def test_a_custom_style_answers_loading_at_once_while_default_avatars_go_on(registry, custom_folders,
+                                                                                 monkeypatch):
+    import threading
+
+    from gan.inference import AvatarGenerator
+
+    reg, catalogue = custom_registry(registry, custom_folders)
+    service = make_service(reg)
+    started, proceed = threading.Event(), threading.Event()
+    real_load = AvatarGenerator.load.__func__
+
+    def held_load(cls, folder, *args, **kwargs):  # the real load, held at its start until the test says
+        started.set()
+        proceed.wait(WAIT_S)
+        return real_load(cls, folder, *args, **kwargs)
+
+    monkeypatch.setattr(AvatarGenerator, "load", classmethod(held_load))
+    ink = req(user="a", chat="1", style="ink", seed=42)
+    with pytest.raises(StyleLoading) as info:
+        service.admit(ink)
+    assert info.value.kind is ErrorKind.BUSY
+    assert str(info.value) == "Style 'ink' is loading, try again in a moment."
+    assert await asyncio.to_thread(started.wait, WAIT_S), "the style loads in the background"
+    # While the load is held, the default style's avatars are drawn and answered.
+    plain = await asyncio.wait_for(service.handle(req(user="b", chat="1", seed=7)), WAIT_S)
+    assert read_png_metadata(plain.data)["style"] == "default"
+    ref = reg.resolve("ink", "discord", "1")
+    assert reg.loading(ref.key) and reg.loaded(ref.key) is None, "the ink load was still under way"
+    with pytest.raises(StyleLoading):  # asked again meanwhile: the same answer, the same load
+        service.admit(req(user="c", chat="1", style="ink", seed=42))
+    proceed.set()
+    await asyncio.wrap_future(reg.load(ref))
+    monkeypatch.undo()
+    reply = await service.handle(ink)
+    expected = AvatarGenerator.load(custom_folders / "ink", upscalers=reg.upscalers).generate([42], size=256)[0]
+    np.testing.assert_array_equal(pixels(reply.data), expected)
+    assert read_png_metadata(reply.data)["style"] == "ink"
+
+
+async def test_style_loads_per_minute_are_bounded(registry, custom_folders):
+    clock = Clock()
+    reg, catalogue = custom_registry(registry, custom_folders)
+    service = make_service(reg, clock, style_loads_per_minute=2)
+    refs = {name: reg.resolve(name, "discord", "1") for name in ("ink", "ink2", "ink3")}
+    for name in refs:
+        with pytest.raises(StyleLoading):
+            service.admit(req(user=name, chat="1", style=name, seed=1))
+    for name in ("ink", "ink2"):  # the loader takes one style at a time, in order
+        await asyncio.wrap_future(reg.load(refs[name]))
+    third = refs["ink3"].key
+    assert not reg.loading(third) and reg.loaded(third) is None, "the third load of the minute was not started"
+    with pytest.raises(StyleLoading, match="Style 'ink3' is loading, try again in a moment."):
+        service.admit(req(user="again", chat="1", style="ink3", seed=1))
+    assert not reg.loading(third) and reg.loaded(third) is None
+    service.admit(req(user="x", chat="1", style="ink", seed=1)).release()  # loaded ones cost nothing
+    clock.now += 30  # two a minute: one more after half a minute
+    with pytest.raises(StyleLoading):
+        service.admit(req(user="later", chat="1", style="ink3", seed=1))
+    await asyncio.wrap_future(reg.load(refs["ink3"]))
+    reply = await service.handle(req(user="last", chat="1", style="ink3", seed=1))
+    assert read_png_metadata(reply.data)["style"] == "ink3"
+
+
+async def test_built_in_styles_are_loaded_at_start(registry):
+    fresh = StyleRegistry(registry.root, "default")
+    await make_service(fresh).start()
+    assert all(fresh.loaded(fresh.resolve(name).key) is not None for name in ("default", "other"))
+
+
+async def test_a_custom_style_whose_files_changed_is_not_available(registry, custom_folders, tmp_path):
+    import shutil
+
+    reg, catalogue = custom_registry(registry, custom_folders)
+    broken = tmp_path / "ink"
+    shutil.copytree(custom_folders / "ink", broken)
+    catalogue.register("discord:1", "ink", broken)
+    shutil.copy(custom_folders / "ink2" / "generator.weights.h5", broken / "generator.weights.h5")
+    service = make_service(reg)
+    with pytest.raises(StyleLoading):
+        service.admit(req(chat="1", style="ink", seed=1))
+    ref = reg.resolve("ink", "discord", "1")
+    with pytest.raises(StyleError):
+        await asyncio.wrap_future(reg.load(ref))
+    with pytest.raises(UserError, match="Style 'ink' is not available right now"):
+        service.admit(req(user="u2", chat="1", style="ink", seed=1))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.progress import format_size
 from gan.imaging import read_png_metadata
 from tests.conftest import integrity, zip_of, make_image_folder
 from tests.fakes.discord_server import MANAGE_GUILD, ChannelMessage, FakeDiscord
@@ -22,6 +23,7 @@ from tests.fakes.loop_thread import wait_until
 from tests.fakes.styles import make_tiny_styles
 from tests.fakes.telegram_server import Call
 from tests.test_bot_e2e import Servers, answer, is_ephemeral, new_user, picture, text_of, tg_reply
+from training.style_store import folder_size
 
 GUILD, OTHER_GUILD = 555, 556
 JOB_WAIT_S = 240  # generous bounds on a busy machine; reaching one fails the test, nothing is timed
@@ -126,9 +128,11 @@ def test_discord_admin_trains_a_style_that_only_their_server_sees(style_bot, upl
     other = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user(), guild_id=OTHER_GUILD))
     assert is_ephemeral(other) and "Unknown style 'ink'. Available styles: default." in text_of(other)
 
-    # The server's list, status and default style.
+    # The server's list (with what its custom styles take on disk), status and default style.
     listed = text_of(answer(dc.slash("style list", {}, user_id=new_user(), permissions=ADMIN)))
     assert "**default** (default)" in listed and "**ink** (custom)" in listed
+    on_disk = format_size(folder_size(workdir / "data" / "styles" / "discord" / str(GUILD) / "ink"))
+    assert listed.endswith(f"\nCustom styles here: 1 style, {on_disk}"), listed
     status = text_of(answer(dc.slash("style status", {}, user_id=new_user(), permissions=ADMIN)))
     assert status == "Style 'ink' is ready."
     ans = answer(dc.slash("style default", {"name": "ink"}, user_id=new_user(), permissions=ADMIN))
@@ -147,6 +151,8 @@ def test_discord_admin_trains_a_style_that_only_their_server_sees(style_bot, upl
     assert text_of(ans) == "Style 'ink' deleted."
     gone = answer(dc.slash("avatar", {"seed": "7", "style": "ink"}, user_id=new_user()))
     assert "Unknown style 'ink'" in text_of(gone)
+    listed = text_of(answer(dc.slash("style list", {}, user_id=new_user(), permissions=ADMIN)))
+    assert "ink" not in listed and "Custom styles here" not in listed
     assert read_png_metadata(picture(answer(dc.slash("avatar", {"seed": "7"}, user_id=new_user())))[1])[
         "style"] == "default"
     synced = {c["name"]: c for c in dc.commands["global"]}
@@ -173,6 +179,10 @@ def test_telegram_group_admin_trains_a_style_for_that_chat(style_bot, uploads):
     tg.send_document("few.zip", uploads["few"], TG_OWNER, caption="/train ink")
     refused = tg_reply(tg, TG_OWNER, owner_chat).text
     assert "Upload refused" in refused and "only 5 usable images; at least 20" in refused
+    # One upload a minute per person (STYLE_UPLOAD_COOLDOWN_S), refused or not.
+    tg.send_document("few.zip", uploads["few"], TG_OWNER, caption="/train ink")
+    assert re.fullmatch(r"You can send one training upload every 1 min; please wait \d+ s before sending "
+                        r"another\.", tg_reply(tg, TG_OWNER, owner_chat + 1).text)
 
     # The admin replies /train to a zip sent earlier.
     before = len(tg.sent(group))
@@ -209,6 +219,42 @@ def test_telegram_group_admin_trains_a_style_for_that_chat(style_bot, uploads):
     commands = tg.calls_to("setMyCommands")[-1].params["commands"]
     assert all(f'"{c}"' in commands for c in ("train", "style_status", "style_cancel", "style_delete",
                                                "style_default"))
+
+    # The group is upgraded to a supergroup, a new chat id, while a style trains there: its styles, its
+    # default style and the job go with it.
+    before = len(tg.sent(group))
+    tg.send_text("/style_default ink", admin, chat_id=group)
+    assert tg_reply(tg, group, before).text == "'ink' is now the default style here."
+    trainer = new_user()  # another admin: the first one's upload cooldown may still run
+    tg.set_admin(group, trainer)
+    before = len(tg.sent(group))
+    tg.send_document("sea.zip", uploads["good"], trainer, chat_id=group, caption="/train sea 2000")
+    wait_until(lambda: [c for c in tg.sent(group)[before:] if "Training style 'sea' (2000 steps)" in c.text], 60,
+               "the summary")
+    supergroup = -1_000_000_000_777
+    tg.migrate_group(group, supergroup, admin)
+    db = workdir / "data" / "avatarbot.db"
+    wait_until(lambda: rows(db, "SELECT scope FROM jobs WHERE name = 'sea'") == [(f"telegram:{supergroup}",)], 60,
+               "the job to move")
+    assert rows(db, "SELECT scope FROM styles WHERE name = 'ink' AND scope LIKE 'telegram:%'") == [
+        (f"telegram:{supergroup}",)]
+    tg.send_text("/styles", member, chat_id=supergroup)
+    listed = tg_reply(tg, supergroup).text
+    on_disk = format_size(folder_size(workdir / "data" / "styles" / "telegram" / str(group) / "ink"))
+    assert "ink (default, custom)" in listed and listed.endswith(f"Custom styles here: 1 style, {on_disk}")
+    before = len(tg.sent(supergroup))
+    tg.send_text("/avatar 42", new_user(), chat_id=supergroup)
+    assert read_png_metadata(tg_reply(tg, supergroup, before).file[1])["style"] == "ink"
+    progress = wait_until(lambda: [c for c in tg.sent(supergroup) if c.text.startswith("Training 'sea' [")],
+                          JOB_WAIT_S, "the job's progress in the supergroup")
+    assert progress[0].method == "sendMessage", "a new progress message, edited from then on"
+    before = len(tg.sent(supergroup))
+    tg.send_text("/style_cancel", admin, chat_id=supergroup)
+    assert wait_until(lambda: [c for c in tg.sent(supergroup)[before:] if "was cancelled" in c.text], 60,
+                      "the cancel")
+    before = len(tg.sent(group))
+    tg.send_text("/avatar 42 style=ink", new_user(), chat_id=group)
+    assert "Unknown style 'ink'" in tg_reply(tg, group, before).text
 
 
 def test_long_style_names_are_quoted_back_cut(style_bot, uploads):

@@ -4,6 +4,7 @@
     avatarbot-train train RUN_DIR --data DIR [--preset improved] [--steps N] [--bf16] [--backend jax] [--dry-run]
     avatarbot-train evaluate STYLE_OR_RUN --real DIR [--inception-weights H5]
     avatarbot-train truncation STYLE --real DIR [--values 1,0.9,0.8,0.7] [--write]
+    avatarbot-train directions STYLE [--samples 20000] [--write]
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
     avatarbot-train convert-cugan MODELS_SE_DIR [--scale 4] [--noise denoise3x] [--out weights/upscalers]
     avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-no-denoise
@@ -181,6 +182,26 @@ def cmd_truncation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_directions(args: argparse.Namespace) -> int:
+    from gan.styles import StyleError, read_style
+    from training.directions import GRID_FILE, fit, record, summary
+
+    try:
+        read_style(args.style)
+        directions, report = fit(args.style, args.samples, args.calibration, progress=not args.no_progress)
+    except (StyleError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    print(summary(directions, report))
+    if args.write:
+        command = (f"avatarbot-train directions {args.style} --samples {args.samples} "
+                   f"--calibration {args.calibration} --write")
+        grid_path = record(args.style, directions, report, command)
+        print(f"wrote {Path(args.style) / 'directions.npz'}, described in style.json; grid: {grid_path}")
+    else:
+        print(f"not written (--write stores them in {args.style} and draws {GRID_FILE})")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from gan.styles import StyleError, export_run
 
@@ -229,7 +250,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     else:
         if not (args.style and args.teacher):
             raise CLIError("--style and --teacher are required for a new distillation run")
-        student = StudentConfig(channels=args.channels, blocks=args.blocks)
+        student = StudentConfig(channels=args.channels, blocks=args.blocks, stage2=args.stage2,
+                                stage2_convs=args.stage2_convs, context=int(args.context))
         options = DistillOptions(style=args.style, teacher=args.teacher, real=args.real or "",
                                  pairs=args.pairs, steps=args.steps or 12000, batch_size=args.batch_size,
                                  student=student.to_dict())
@@ -326,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_truncation)
 
+    dr = sub.add_parser("directions", help="fit hair and eye colour directions in a style's latent space")
+    dr.add_argument("style", help="style folder (weights/<name>)")
+    dr.add_argument("--samples", type=int, default=20_000, help="faces drawn and labelled to fit on (default 20000)")
+    dr.add_argument("--calibration", type=int, default=400,
+                    help="further faces on which each colour's target distance is chosen (default 400)")
+    dr.add_argument("--write", action="store_true",
+                    help="store directions.npz in the style folder, describe it in style.json, draw colours.png")
+    dr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    dr.set_defaults(func=cmd_directions)
+
     x = sub.add_parser("export", help="export a run as a style folder")
     x.add_argument("run_dir")
     x.add_argument("--name", required=True, help="style name (lowercase slug)")
@@ -352,7 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, help="training steps (default 12000)")
     d.add_argument("--batch-size", type=int, default=16)
     d.add_argument("--channels", type=int, default=32, help="the student's width (default 32)")
-    d.add_argument("--blocks", type=int, default=2, help="the student's residual blocks (default 2)")
+    d.add_argument("--blocks", type=int, default=1, help="the student's residual blocks (default 1)")
+    d.add_argument("--stage2", type=int, default=16,
+                   help="channels of the student's half-way 2x stage; 0: one 4x sub-pixel step (default 16)")
+    d.add_argument("--stage2-convs", type=int, default=2,
+                   help="3x3 convolutions in the half-way stage (default 2)")
+    d.add_argument("--context", action=argparse.BooleanOptionalAction, default=True,
+                   help="a residual branch at half resolution that sees twice as far (default on)")
     d.add_argument("--export", metavar="FOLDER", help="when done, write the student there as an upscaler")
     d.add_argument("--dry-run", action="store_true", help="print the options and exit")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")

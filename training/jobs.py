@@ -1,35 +1,38 @@
-"""Custom-style training jobs: a SQLite database of jobs and styles, and the manager that runs them.
+"""Custom-style training jobs: the queue in the database, and the manager that runs them.
 
 A server admin's upload becomes a job: the pictures are ingested safely (``training.prepare``) into
 the job's own folder, a row is queued in the database, and a worker process
 (``python -m training.worker JOB_DIR``, see ``training.worker``) fine-tunes the default style on
-them. The bot never runs training itself: a crash in a worker can never take it down.
+them with the ``training.recipe.FEW_SHOT`` settings. The bot never runs training itself: a crash in a
+worker can never take it down. What the manager and a worker say to each other is ``training.protocol``;
+the registered styles are ``training.style_store.StyleStore`` (``JobManager.styles``), in the same
+SQLite file (``training.database``).
 
 Rules the manager keeps:
 
 * one active (queued or running) job per scope, enforced by a unique index; a global limit on
   running workers (``JobSettings.max_concurrent``), with queued jobs told their position;
-* a style is registered (its row inserted) only after its export is complete and verified with
-  ``gan.styles.read_style``, in the same transaction that marks the job succeeded; ``styles.job_id``
-  is unique, so nothing is registered twice;
+* a style is registered (its row inserted, its size on disk measured) only after its export is
+  complete and verified with ``gan.styles.read_style``, in the same transaction that marks the job
+  succeeded; ``styles.job_id`` is unique, so nothing is registered twice;
 * a failed or cancelled job leaves no style row and its files are removed;
 * a job left running by a bot that died is resumed from its last checkpoint on the next ``start``
   (or failed with a message after ``max_attempts`` starts); ``stop`` asks workers to save a
   checkpoint (SIGTERM) and leaves their jobs queued, so nothing is lost across a restart;
 * an orderly stop is a pause, never a crash: a worker that saved a checkpoint and exited with
-  ``training.worker.INTERRUPTED`` (whoever signalled it), or that ``stop`` stopped, leaves its job
+  ``training.protocol.EXIT_INTERRUPTED`` (whoever signalled it), or that ``stop`` stopped, leaves its job
   queued with the attempt given back (``stop`` gives it back before it waits, so even a bot killed
   while it waits costs the job nothing); ``stop_scheduling`` starts no more workers, from the moment
   the bot's shutdown signal arrives;
 * workers run in their own session, so a Ctrl+C to the bot's terminal reaches the bot alone, and
   the bot stops them itself.
 
-A scope names where a style is visible: ``"discord:<guild_id>"`` or ``"telegram:<chat_id>"``
-(``make_scope``). Custom styles live in ``styles_root/<platform>/<id>/<name>/``.
+A scope names where a style is visible (``training.style_store.make_scope``); ``move_scope`` moves a
+chat's styles, default and jobs to its new id (a Telegram group upgraded to a supergroup).
 
-Adapters see one exception, ``JobError`` (``str(error)`` is the message to show), and progress
-through ``subscribe``: each ``JobEvent`` carries the job, its step, total, an ETA, a sample grid PNG
-now and then, and whether the job reached its final state.
+Adapters see one exception, ``training.errors.JobError`` (a reason and its figures, which the chat
+side words), and progress through ``subscribe``: each ``JobEvent`` carries the job, its step, total,
+an ETA, a sample grid PNG now and then, and whether the job reached its final state.
 """
 
 from __future__ import annotations
@@ -46,16 +49,21 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Iterable
+from typing import Any, AsyncContextManager, Awaitable, Callable, Iterable
 
 import aiosqlite
 
 from gan.styles import StyleError, check_style_name, read_style
-from training.prepare import Limits, PrepareError, ingest_zip_bytes, prepare_dataset
-from training.worker import INTERRUPTED
+from training import protocol
+from training.database import Database
+from training.errors import JobError
+from training.ingest import ingest_upload
+from training.prepare import Limits, PrepareError
+from training.protocol import JobSpec
+from training.recipe import FEW_SHOT
+from training.style_store import StyleRecord, StyleStore, check_scope, folder_size, remove_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,139 +71,21 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded"
 ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
-# Fine-tuning budget: 1500 steps of 64 images (96,000 images). With the style head (only the head and
-# the discriminator train) and the R1 penalty (a second backward pass through D, about 60% more time per
-# step), benchmarks/style.py trained at 242 images/s with bfloat16 on a 2-core CPU, and a job took
-# 426 s from upload to registered style (session 7), within the 10 minutes users are promised.
-DEFAULT_STEPS = 1500
-MAX_STEPS = 5000
-MIN_STEPS = 200  # the least budget an admin may ask for
 DAY_S = 24 * 3600.0  # the window of the per-user daily job limit
-# Few-shot fine-tuning. The default style stays frozen (g_frozen_layers=5) and a style head learns
-# the new look on top of it (g_head, see gan.networks._image): a fixed colour map fitted to the
-# pictures, then small convolutions that restyle strokes, tones and texture within 7x7 pixels, so
-# every face keeps the default style's layout. Fine-tuning the whole generator instead (with a
-# coarse-layout penalty, g_anchor) dissolved the faces within 1000 steps on benchmarks/style.py's
-# manga set. DiffAugment on real and fake images keeps the discriminator from memorising a small
-# set; a faster generator EMA follows a short run. The learning rates are set here, not taken from
-# the default style, whose own training may have used others.
-# An R1 penalty on the discriminator (d_r1=0.05) keeps it from winning outright (D(fake) 0.1-0.3
-# instead of 0.01-0.05): without it the head drew wavy hatching over the faces, with it clean black
-# ink. KID to the manga set at 1500 steps: 0.106, and 0.108 with another seed; 0.116 without (session
-# 5); 0.121 with 0.02; 0.127 with 0.2; 0.145 with 1.0. In benchmarks/style.py it took the ratio from
-# 1.58 to 2.3. Taken lazily, every 4th step at 4x the weight, it saved a fifth of the job's time
-# (370 s instead of 458 s) but scored 0.126 in benchmarks/style.py.
-# Measured on the manga set and left off. With the head: a slower EMA (0.998); DiffAugment without
-# "color"; a PatchGAN discriminator (18x18 patches, 0.197); a sliced-Wasserstein texture loss on 5x5
-# patches, alone (0.204) or added to the adversarial loss (0.165 at 1000 steps); a clip that passes
-# gradients through (black-and-white blots). With the whole generator trained: frozen early
-# discriminator blocks, D BatchNorm on moving statistics, a standardized anchor, training only the
-# generator's BatchNorm scales (the faces turned pink), an R1 penalty of 1 and a discriminator rate
-# of 2e-5 (both collapsed into pink stripes).
-FINETUNE_OVERRIDES: dict[str, Any] = {"diffaugment": "color,translation,cutout", "ema_decay": 0.99,
-                                      "d_frozen_layers": 0, "g_frozen_layers": 5, "g_head": 32,
-                                      "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4, "d_r1": 0.05}
-# Pictures drawn in a few flat colours (gan.model.drawn_in_flat_colours: screentone manga, cel
-# shading) get a style head that draws each pixel in one of 8 colours fitted to them (g_palette, see
-# gan.networks.Palette), and a loss that matches the colour histogram of each generated batch to the
-# real one (g_hist). Together they gave the manga set its flat mid-grays. KID at 1500 steps, run
-# seeds 0 and 1 (session 7): 0.077 and 0.077 with g_hist=5, 0.077 and 0.084 with 10, against 0.106 and
-# 0.108 without either; g_hist=30 scored 0.219 at step 1000. benchmarks/style.py: ratio 3.24 (2.3
-# without either). Either part alone did not help: the palette alone 0.126 (the head still chose
-# black or white), the histogram loss alone 0.152 (mid-grays, but as smooth ramps). On the teal set (not flat) the histogram loss alone gave 0.056,
-# where session 6's teal benchmark without it gave 0.055, so continuous styles do without it.
-FLAT_COLOUR_OVERRIDES: dict[str, Any] = {"g_palette": 8, "g_hist": 5.0}
-
-# The learning rates ramp up over the first steps of a job: the default style's Adam moments are not
-# shipped, and fresh ones make the first updates as large as the learning rate in every weight at once.
-# Measured in session 4 when jobs trained the whole generator: without the warm-up the sample grids of
-# steps 200-400 showed pink, striped faces; the KID at 1500 steps was the same (0.146 with, 0.145 without).
-FINETUNE_WARMUP_STEPS = 300
-
-_SCOPE = re.compile(r"^([a-z][a-z0-9_]{0,15}):(-?[A-Za-z0-9_]{1,64})$")
 _JOB_DIR = re.compile(r"^job-[0-9a-f]+$")
-
-SCHEMA_VERSION = 1
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        scope TEXT NOT NULL,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
-        step INTEGER NOT NULL DEFAULT 0,
-        total_steps INTEGER NOT NULL,
-        message TEXT NOT NULL DEFAULT '',
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        requested_by TEXT NOT NULL DEFAULT '',
-        data_dir TEXT NOT NULL,
-        run_dir TEXT NOT NULL,
-        reply_to TEXT,
-        report TEXT,
-        pid INTEGER
-    );
-    CREATE UNIQUE INDEX jobs_one_active_per_scope ON jobs (scope) WHERE status IN ('queued', 'running');
-    CREATE INDEX jobs_by_status ON jobs (status, id);
-    CREATE TABLE styles (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        scope TEXT NOT NULL,
-        name TEXT NOT NULL,
-        path TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        job_id INTEGER UNIQUE REFERENCES jobs (id),
-        sha256 TEXT NOT NULL,
-        UNIQUE (scope, name)
-    );
-    CREATE TABLE scope_settings (
-        scope TEXT PRIMARY KEY,
-        default_style TEXT
-    );
-    """,
-}
-
-
-class JobError(Exception):
-    """A refusal an admin can act on; ``str(error)`` is the message to show.
-
-    ``kind`` is ``"bad input"`` (bad name, bad upload, unknown style, nothing to cancel, no style slot
-    left), ``"busy"`` (a job is already active in this chat, or the training queue is full) or
-    ``"cooldown"`` (the user's daily training jobs are used up) - the values of ``bot.errors.ErrorKind``.
-    """
-
-    def __init__(self, message: str, kind: str = "bad input") -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def make_scope(platform: str, chat_id: int | str) -> str:
-    """The scope of a Discord guild or a Telegram chat, e.g. ``make_scope("discord", 42)``."""
-    return check_scope(f"{platform}:{chat_id}")
-
-
-def check_scope(scope: str) -> str:
-    """Return ``scope`` if it looks like ``platform:id`` (it becomes two folder names)."""
-    if not isinstance(scope, str) or not _SCOPE.match(scope):
-        raise ValueError(f"invalid scope {scope!r}: expected 'platform:id'")
-    return scope
 
 
 @dataclass
 class JobSettings:
     """How jobs run. ``STYLE_TRAIN_STEPS`` maps to ``default_steps``."""
 
-    default_steps: int = DEFAULT_STEPS
-    max_steps: int = MAX_STEPS
-    min_steps: int = MIN_STEPS  # below it a style is made in seconds and looks like the default one
+    default_steps: int = FEW_SHOT.steps
+    max_steps: int = FEW_SHOT.max_steps
+    min_steps: int = FEW_SHOT.min_steps
     max_styles_per_scope: int = 5  # registered styles plus an active job for a new name
     max_queued: int = 20  # jobs waiting for a worker, all scopes together
     max_jobs_per_user_per_day: int = 3  # jobs one requester submitted in the last 24 hours
+    upload_cooldown_s: float = 60.0  # between two uploads one requester may send (0: no cooldown)
     max_concurrent: int = 1
     max_attempts: int = 2  # worker starts per job: a crashed worker is retried once
     batch_size: int = 64
@@ -206,14 +96,11 @@ class JobSettings:
     limits: Limits = field(default_factory=Limits)  # upload caps; min_images above overrides its own
     face_cascade: str | None = None  # OpenCV cascade XML: crop anime faces from uploads
     mixed_precision: bool | None = None  # None: bfloat16 when the CPU has AMX or a GPU is present
-    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_OVERRIDES))
+    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(FEW_SHOT.model_overrides))
     # Added to model_overrides when the pictures are drawn in a few flat colours; {} never adds them.
-    flat_colour_overrides: dict[str, Any] = field(default_factory=lambda: dict(FLAT_COLOUR_OVERRIDES))
-    lr_warmup_steps: int = FINETUNE_WARMUP_STEPS  # capped at a fifth of a job's budget
-    # After the warm-up the learning rates fall linearly to zero at the end of the budget, so a job
-    # ends on settled weights. On benchmarks/style.py's manga set the style head's KID swung from
-    # 0.115 (1000 steps) to 0.155 (1500) at a constant rate; with the decay it ended at 0.116.
-    lr_decay: bool = True
+    flat_colour_overrides: dict[str, Any] = field(default_factory=lambda: dict(FEW_SHOT.flat_colour_overrides))
+    lr_warmup_steps: int = FEW_SHOT.lr_warmup_steps  # capped at a fifth of a job's budget
+    lr_decay: bool = FEW_SHOT.lr_decay
     jobs_dir: Path | None = None  # default: a "jobs" folder next to the database
     stop_timeout_s: float = 60.0  # how long stop() waits for workers to save a checkpoint
     job_timeout_s: float = 3 * 3600.0  # a worker running longer is killed and its job failed
@@ -250,41 +137,12 @@ class Job:
         return self.run_dir.parent
 
     @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATES
-
-    @property
     def final(self) -> bool:
         return self.status in FINAL_STATES
-
-    def describe(self) -> str:
-        """One line for a chat: what the job is doing or how it ended."""
-        if self.status == QUEUED:
-            where = f" (position {self.queue_position} in the queue)" if self.queue_position else ""
-            return f"Style '{self.name}' is waiting to train{where}."
-        if self.status == RUNNING:
-            return f"Training style '{self.name}': step {self.step}/{self.total_steps} ({self.percent}%)."
-        if self.status == SUCCEEDED:
-            return f"Style '{self.name}' is ready."
-        if self.status == CANCELLED:
-            return f"Training of style '{self.name}' was cancelled."
-        return f"Training of style '{self.name}' failed: {self.message}"
 
     @property
     def percent(self) -> int:
         return int(100 * self.step / self.total_steps) if self.total_steps else 0
-
-
-@dataclass(frozen=True)
-class StyleRecord:
-    """A registered custom style."""
-
-    scope: str
-    name: str
-    path: Path
-    created_at: float
-    job_id: int | None
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -311,30 +169,6 @@ class JobEvent:
 EventCallback = Callable[[JobEvent], Awaitable[None] | None]
 
 
-def format_eta(seconds: float | None) -> str:
-    """``about 4 min left``, ``about 40 s left``, ``almost done``, or ``""`` when unknown."""
-    if seconds is None:
-        return ""
-    if seconds < 3:
-        return "almost done"
-    if seconds >= 90:
-        return f"about {round(seconds / 60)} min left"
-    return f"about {max(5, round(seconds / 5) * 5)} s left"
-
-
-def progress_text(event: JobEvent, width: int = 12) -> str:
-    """A one-line progress message with a bar, e.g. ``Training 'ink' [####--------] 33% ...``."""
-    job = event.job
-    if job.status != RUNNING:
-        return job.describe()
-    filled = int(width * event.step / event.total) if event.total else 0
-    bar = "#" * filled + "-" * (width - filled)
-    eta = format_eta(event.eta_seconds)
-    pct = int(100 * event.step / event.total) if event.total else 0
-    return (f"Training '{job.name}' [{bar}] {pct}% - step {event.step}/{event.total}"
-            + (f" - {eta}" if eta else ""))
-
-
 @dataclass
 class _Handle:
     """A running job's worker process and what the manager asked of it."""
@@ -352,25 +186,28 @@ class _Handle:
 
 
 class JobManager:
-    """The job database and the worker processes (one asyncio event loop; ``start`` first)."""
+    """The job queue and the worker processes (one asyncio event loop; ``start`` first)."""
 
     def __init__(self, db_path: str | os.PathLike, styles_root: str | os.PathLike,
                  default_style_dir: str | os.PathLike, settings: JobSettings | None = None,
-                 reserved_names: Iterable[str] = ()) -> None:
+                 reserved_names: Iterable[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
         """``default_style_dir`` is the style folder fine-tuned from (e.g. ``weights/default``);
-        ``reserved_names`` (the built-in styles) cannot be used for custom styles."""
+        ``reserved_names`` (the built-in styles) cannot be used for custom styles; ``clock`` times
+        the upload cooldown."""
         self.db_path = Path(db_path)
         self.styles_root = Path(styles_root)
         self.default_style_dir = Path(default_style_dir)
         self.settings = settings or JobSettings()
         self.jobs_dir = Path(self.settings.jobs_dir or self.db_path.parent / "jobs")
         self.reserved_names = frozenset(reserved_names)
+        self.database = Database(self.db_path)
+        self.styles = StyleStore(self.database, self.styles_root)
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = self.database.lock
         self._changed = asyncio.Condition()
         self._running: dict[int, _Handle] = {}
-        self._styles: dict[tuple[str, str], StyleRecord] = {}
-        self._defaults: dict[str, str] = {}
+        self._clock = clock
+        self._uploads: dict[str, float] = {}  # requester -> when their last upload was read (cooldown)
         self._subscribers: list[EventCallback] = []
         self._events: asyncio.Queue | None = None
         self._dispatcher: asyncio.Task | None = None
@@ -391,24 +228,17 @@ class JobManager:
         self._closing = False
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.styles_root.mkdir(parents=True, exist_ok=True)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.db_path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._migrate()
+        self._db = await self.database.open()
+        await self.styles.start()
         self._events = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-events")
         async with self._lock:
-            await self._load_caches()
             await self._recover()
         await asyncio.to_thread(self._remove_strays, await self._active_job_dirs())
         self._ready = True
         async with self._lock:
             await self._schedule()
-        log.info("job manager started: %s (%d styles)", self.db_path, len(self._styles))
+        log.info("job manager started: %s (%d styles)", self.db_path, len(self.styles))
 
     def stop_scheduling(self) -> None:
         """Start no more workers, from now on; running ones go on until ``stop``. The bot calls this
@@ -453,8 +283,9 @@ class JobManager:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._dispatcher.cancel()
             self._dispatcher = None
-        await self._db.close()
+        await self.styles.stop()
         self._db = None
+        await self.database.close()
         log.info("job manager stopped")
 
     async def __aenter__(self) -> "JobManager":
@@ -482,11 +313,11 @@ class JobManager:
         Raises ``JobError`` for a bad name, a name already used in this scope or reserved, a step
         budget outside ``min_steps``..``max_steps``, an active job in this scope or a full queue
         (kind ``busy``), a scope with ``max_styles_per_scope`` styles already, a requester who
-        submitted ``max_jobs_per_user_per_day`` jobs in the last 24 hours (kind ``cooldown``; an
-        empty ``requested_by`` is not limited), or an upload that is refused (the message gives the
-        reason and what was kept and skipped). All but the upload's refusal come before the upload
-        is read and write nothing. Returns the job, already ``running`` or ``queued`` with its
-        ``queue_position``.
+        submitted ``max_jobs_per_user_per_day`` jobs in the last 24 hours or sent an upload less than
+        ``upload_cooldown_s`` ago (kind ``cooldown``; an empty ``requested_by`` is not limited), or an
+        upload that is refused (``bad_upload``, with the reason). All but the upload's refusal come
+        before the upload is read and write nothing; the cooldown runs from when an upload is read.
+        Returns the job, already ``running`` or ``queued`` with its ``queue_position``.
         """
         self._check_open()
         scope = check_scope(scope)
@@ -494,16 +325,18 @@ class JobManager:
         steps = self._check_steps(steps)
         if not (self.default_style_dir / "style.json").is_file():
             log.error("cannot train custom styles: no style.json in %s", self.default_style_dir)
-            raise JobError("Custom styles are unavailable: the default style is not installed.")
+            raise JobError("unavailable")
         async with self._lock:
+            self._refuse_during_upload_cooldown(str(requested_by))
             await self._refuse(scope, name, str(requested_by))
+            self._start_upload_cooldown(str(requested_by))
         job_dir = self.jobs_dir / f"job-{time.time_ns():x}{secrets.token_hex(4)}"
         data_dir, run_dir = job_dir / "data", job_dir / "run"
         try:
-            report = await asyncio.to_thread(self._ingest, upload, data_dir)
+            report = await self._ingest(upload, data_dir)
         except PrepareError as exc:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
-            raise JobError(f"Upload refused: {exc}.") from None
+            raise JobError("bad_upload", problem=str(exc)) from None
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
             raise
@@ -539,13 +372,13 @@ class JobManager:
         async with self._lock:
             job = await self._active_job(scope)
             if job is None:
-                raise JobError("No style is training here.")
+                raise JobError("no_active_job")
             handle = self._running.get(job.id)
             if handle is None:  # still queued: no worker to stop
                 await self._end(job, CANCELLED, reason)
                 task = None
             elif handle.finalizing:
-                raise JobError(f"Style '{job.name}' is finishing right now; try again in a moment.")
+                raise JobError("finishing", name=job.name)
             else:
                 handle.cancel_requested = True
                 handle.error = reason
@@ -602,70 +435,36 @@ class JobManager:
 
         return await asyncio.wait_for(until_final(), timeout)
 
-    async def list_styles(self, scope: str) -> list[StyleRecord]:
-        """This scope's custom styles, by name."""
+    async def move_scope(self, old: str, new: str, reply_to: Any = None) -> Job | None:
+        """Give everything of scope ``old`` to ``new`` (a chat that changed its id): its custom styles
+        (their folders stay where they are), its default style, its jobs, and with them its active
+        job, whose progress goes to ``reply_to`` from now on. A style name or an active job ``new``
+        already has stays with ``old``. Returns the active job moved, if any; moving again is a no-op."""
         self._check_open()
+        old, new = check_scope(old), check_scope(new)
+        if old == new:
+            return None
+        await self.styles.flush_uses()
         async with self._lock:
-            rows = await self._fetchall("SELECT * FROM styles WHERE scope = ? ORDER BY name", (scope,))
-        return [_style_from_row(r) for r in rows]
-
-    async def delete_style(self, scope: str, name: str) -> StyleRecord:
-        """Unregister a custom style and remove its folder (and the scope's default if it was it)."""
-        self._check_open()
-        async with self._lock:
-            rows = await self._fetchall("SELECT * FROM styles WHERE scope = ? AND name = ?", (scope, name))
-            if not rows:
-                raise JobError(f"There is no custom style named '{name}' here.")
-            record = _style_from_row(rows[0])
+            active, taken = await self._active_job(old), await self._active_job(new)
+            if active is not None and taken is not None:
+                log.warning("job %d stays with %s: %s has an active job (%d)", active.id, old, new, taken.id)
+                active = None
             async with self._transaction() as db:
-                await db.execute("DELETE FROM styles WHERE scope = ? AND name = ?", (scope, name))
-                await db.execute("UPDATE scope_settings SET default_style = NULL"
-                                 " WHERE scope = ? AND default_style = ?", (scope, name))
-            self._styles.pop((scope, name), None)
-            if self._defaults.get(scope) == name:
-                self._defaults.pop(scope)
-        await asyncio.to_thread(_remove_dir, record.path)
-        log.info("deleted style %s/%s", scope, name)
-        return record
-
-    async def set_default(self, scope: str, name: str | None, builtin: Collection[str] = ()) -> None:
-        """Make ``name`` (a custom style of this scope, or one of ``builtin``) the scope's default;
-        ``None`` goes back to the bot's default."""
-        self._check_open()
-        scope = check_scope(scope)
-        async with self._lock:
-            if name is not None and (scope, name) not in self._styles and name not in builtin:
-                raise JobError(f"Unknown style '{name}'.")
-            async with self._transaction() as db:
-                await db.execute("INSERT INTO scope_settings (scope, default_style) VALUES (?, ?)"
-                                 " ON CONFLICT (scope) DO UPDATE SET default_style = excluded.default_style",
-                                 (scope, name))
-            if name is None:
-                self._defaults.pop(scope, None)
-            else:
-                self._defaults[scope] = name
-
-    def default_style(self, scope: str) -> str | None:
-        """The scope's default style name, or None (never blocks: read from memory)."""
-        return self._defaults.get(scope)
-
-    def resolve_style(self, scope: str, name: str) -> Path | None:
-        """The folder of custom style ``name`` visible in ``scope``, or None (never blocks)."""
-        record = self._styles.get((scope, name))
-        return record.path if record is not None else None
-
-    def style_record(self, scope: str, name: str) -> StyleRecord | None:
-        """The registered style ``name`` of ``scope`` (path and sha256), or None (never blocks)."""
-        return self._styles.get((scope, name))
-
-    def style_names(self, scope: str) -> list[str]:
-        """Names of the scope's custom styles, sorted (never blocks)."""
-        return sorted(n for s, n in self._styles if s == scope)
-
-    def style_dir(self, scope: str, name: str) -> Path:
-        """Where the custom style ``name`` of ``scope`` lives once registered."""
-        platform, _, chat = check_scope(scope).partition(":")
-        return self.styles_root / platform / chat / check_style_name(name)
+                moved = await self.styles.move_rows(db, old, new)
+                await db.execute("UPDATE jobs SET scope = ? WHERE scope = ? AND status NOT IN ('queued', 'running')",
+                                 (new, old))
+                if active is not None:
+                    await db.execute("UPDATE jobs SET scope = ?, reply_to = ? WHERE id = ?",
+                                     (new, _dumps(reply_to), active.id))
+            await self.styles.reread()
+            handle = self._running.get(active.id) if active is not None else None
+            if handle is not None:
+                handle.job = dataclasses.replace(handle.job, scope=new, reply_to=reply_to)
+            job = await self._get(active.id) if active is not None else None
+        if moved or job is not None:
+            log.info("moved %s to %s: styles %s, job %s", old, new, moved, job.id if job else None)
+        return job
 
     # ------------------------------------------------------------------ checks
 
@@ -677,10 +476,9 @@ class JobManager:
         try:
             check_style_name(name)
         except StyleError:
-            raise JobError(f"Invalid style name {name!r}: use 1-32 lowercase letters, digits and '-', "
-                           "starting with a letter or digit.") from None
+            raise JobError("bad_name", name=name) from None
         if name in self.reserved_names:
-            raise JobError(f"'{name}' is the name of a built-in style; choose another name.")
+            raise JobError("reserved_name", name=name)
         return name
 
     def _check_steps(self, steps: int | None) -> int:
@@ -688,7 +486,7 @@ class JobManager:
             return self.settings.default_steps
         low, high = self.settings.min_steps, self.settings.max_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or not low <= steps <= high:
-            raise JobError(f"The step budget must be between {low} and {high}.")
+            raise JobError("bad_steps", low=low, high=high)
         return steps
 
     async def _refuse(self, scope: str, name: str, requested_by: str) -> None:
@@ -701,28 +499,25 @@ class JobManager:
     async def _refuse_if_taken(self, scope: str, name: str) -> None:
         active = await self._active_job(scope)
         if active is not None:
-            doing = "training" if active.status == RUNNING else "queued"
-            raise JobError(f"Style '{active.name}' is already {doing} here; wait for it to finish or cancel it.",
-                           kind="busy")
-        if (scope, name) in self._styles:
-            raise JobError(f"A style named '{name}' already exists here; delete it first or choose another name.")
+            raise JobError("busy", kind="busy", name=active.name, running=active.status == RUNNING)
+        if (scope, name) in self.styles:
+            raise JobError("name_taken", name=name)
 
     async def _refuse_over_quota(self, scope: str, name: str) -> None:
-        if (scope, name) in self._styles:
+        if (scope, name) in self.styles:
             return  # retraining a name takes no new slot
-        names = {n for s, n in self._styles if s == scope}
+        names = set(self.styles.style_names(scope))
         active = await self._active_job(scope)
         if active is not None:
             names.add(active.name)  # its style will take a slot once registered
         limit = self.settings.max_styles_per_scope
         if len(names) >= limit:
-            raise JobError(f"This server or chat already has {limit} custom styles, the most it may have; "
-                           "free a slot by deleting one first (/style delete on Discord, /style_delete on Telegram).")
+            raise JobError("quota", limit=limit)
 
     async def _refuse_if_queue_full(self) -> None:
         rows = await self._fetchall("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
         if rows[0][0] >= self.settings.max_queued:
-            raise JobError("The training queue is full; please try again later.", kind="busy")
+            raise JobError("queue_full", kind="busy", limit=self.settings.max_queued)
 
     async def _refuse_over_daily_limit(self, requested_by: str) -> None:
         if not requested_by:
@@ -735,44 +530,40 @@ class JobManager:
             return
         # A slot frees once the oldest jobs that keep the count at the limit are a day old.
         wait = rows[len(rows) - limit][0] + DAY_S - time.time()
-        raise JobError(f"You have started {len(rows)} training jobs in the last 24 hours, the most allowed is "
-                       f"{limit}; you can train again in {_format_wait(wait)}.", kind="cooldown")
+        raise JobError("daily_limit", kind="cooldown", count=len(rows), limit=limit, wait_s=wait)
 
-    def _ingest(self, upload: bytes | str | os.PathLike, data_dir: Path):
+    def _refuse_during_upload_cooldown(self, requested_by: str) -> None:
+        """Called under ``_lock`` before anything else: a refused upload does not restart the cooldown."""
+        cooldown = self.settings.upload_cooldown_s
+        last = self._uploads.get(requested_by)
+        if not requested_by or not cooldown or last is None:
+            return
+        wait = last + cooldown - self._clock()
+        if wait > 0:
+            raise JobError("upload_cooldown", kind="cooldown", wait_s=wait, cooldown_s=cooldown)
+
+    def _start_upload_cooldown(self, requested_by: str) -> None:
+        """Called under ``_lock`` once every check before reading the upload has passed."""
+        if not requested_by or not self.settings.upload_cooldown_s:
+            return
+        now = self._clock()
+        if len(self._uploads) > 10_000:  # forget the ones whose cooldown is over
+            self._uploads = {k: t for k, t in self._uploads.items() if now - t < self.settings.upload_cooldown_s}
+        self._uploads[requested_by] = now
+
+    async def _ingest(self, upload: bytes | str | os.PathLike, data_dir: Path):
+        """The upload's pictures into ``data_dir``, in a low-priority child process, one upload at a time
+        (``training.ingest``)."""
         limits = dataclasses.replace(self.settings.limits, min_images=self.settings.min_images)
-        cascade = self.settings.face_cascade
-        if isinstance(upload, (bytes, bytearray, memoryview)):
-            return ingest_zip_bytes(bytes(upload), data_dir, face_cascade=cascade, limits=limits)
-        return prepare_dataset(upload, data_dir, face_cascade=cascade, limits=limits)
+        return await ingest_upload(upload, data_dir, limits, self.settings.face_cascade)
 
     # ------------------------------------------------------------------ database
 
-    async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            version = (await cursor.fetchone())[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.db_path} has schema version {version}; this version knows {SCHEMA_VERSION}")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            async with self._transaction() as db:
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {target}")
-            log.info("job database %s: schema version %d", self.db_path, target)
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
+    def _transaction(self) -> AsyncContextManager[aiosqlite.Connection]:
+        return self.database.transaction()
 
     async def _fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self.database.fetchall(sql, params)
 
     async def _get_locked(self, job_id: int) -> Job:
         async with self._lock:
@@ -812,12 +603,6 @@ class JobManager:
         async with self._lock:
             rows = await self._fetchall("SELECT run_dir FROM jobs WHERE status IN ('queued', 'running')")
         return {Path(r["run_dir"]).parent.name for r in rows}
-
-    async def _load_caches(self) -> None:
-        self._styles = {(r["scope"], r["name"]): _style_from_row(r)
-                        for r in await self._fetchall("SELECT * FROM styles")}
-        self._defaults = {r["scope"]: r["default_style"] for r in
-                          await self._fetchall("SELECT * FROM scope_settings WHERE default_style IS NOT NULL")}
 
     async def _give_back_attempts(self, handles: list[_Handle]) -> None:
         """Called under the lock by ``stop``: the starts of workers the bot is stopping do not count."""
@@ -891,32 +676,21 @@ class JobManager:
                     await self._schedule()
             await self._notify()
 
-    def _spec(self, job: Job) -> dict[str, Any]:
+    def _spec(self, job: Job) -> JobSpec:
         s = self.settings
-        return {
-            "name": job.name,
-            "data_dir": str(job.data_dir),
-            "run_dir": str(job.run_dir),
-            "export_dir": str(job.job_dir / "export"),
-            "init_from": str(self.default_style_dir.resolve()),
-            "steps": job.total_steps,
-            "batch_size": s.batch_size,
-            "checkpoint_every": s.checkpoint_every,
-            "sample_every": s.sample_every,
-            "progress_interval_s": s.progress_interval_s,
-            "mixed_precision": s.mixed_precision,
-            "model_overrides": s.model_overrides,
-            "flat_colour_overrides": s.flat_colour_overrides,
-            "lr_warmup_steps": (warmup := min(s.lr_warmup_steps, job.total_steps // 5)),
-            "lr_decay_start": warmup if s.lr_decay else None,
-            "seed": s.seed,
-        }
+        warmup = min(s.lr_warmup_steps, job.total_steps // 5)
+        return JobSpec(name=job.name, data_dir=str(job.data_dir), run_dir=str(job.run_dir),
+                       export_dir=str(job.job_dir / "export"), init_from=str(self.default_style_dir.resolve()),
+                       steps=job.total_steps, batch_size=s.batch_size, checkpoint_every=s.checkpoint_every,
+                       sample_every=s.sample_every, progress_interval_s=s.progress_interval_s,
+                       mixed_precision=s.mixed_precision, model_overrides=dict(s.model_overrides),
+                       flat_colour_overrides=dict(s.flat_colour_overrides), lr_warmup_steps=warmup,
+                       lr_decay_start=warmup if s.lr_decay else None, seed=s.seed)
 
     async def _run_worker(self, handle: _Handle) -> int | None:
         job = handle.job
         job.job_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = job.job_dir / "spec.json"
-        spec_path.write_text(json.dumps(self._spec(job), indent=2))
+        self._spec(job).write(job.job_dir)
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         with open(job.job_dir / "worker.log", "ab") as log_file:
@@ -949,35 +723,34 @@ class JobManager:
             raise
 
     async def _on_worker_line(self, handle: _Handle, raw: bytes) -> None:
-        try:
-            msg = json.loads(raw)
-            event = msg["event"]
-        except (ValueError, KeyError, TypeError):
+        msg = protocol.parse_event(raw)
+        if msg is None:
             log.debug("job %d: worker said %r", handle.job.id, raw[:200])
             return
+        event = msg["event"]
         job = handle.job
-        if event in ("start", "progress"):
+        if event in (protocol.START, protocol.PROGRESS):
             handle.step = int(msg.get("step", handle.step))
-            message = (f"resumed at step {handle.step}" if event == "start" and handle.step
+            message = (f"resumed at step {handle.step}" if event == protocol.START and handle.step
                        else f"training: step {handle.step}/{job.total_steps}")
             handle.job = job = dataclasses.replace(job, step=handle.step, message=message)
             async with self._lock:  # the worker reports at most every progress_interval_s
                 await self._update(job.id, step=handle.step, message=message)
-            if event == "progress":
+            if event == protocol.PROGRESS:
                 self._emit(JobEvent("progress", job, handle.step, job.total_steps, msg.get("eta")))
-        elif event == "sample":
+        elif event == protocol.SAMPLE:
             path = self._inside_job(job, msg.get("path"))
             data = await asyncio.to_thread(path.read_bytes) if path is not None and path.is_file() else None
             if data is not None:
                 self._emit(JobEvent("sample", job, int(msg.get("step", handle.step)), job.total_steps,
                                     sample_png=data))
-        elif event == "exporting":
+        elif event == protocol.EXPORTING:
             handle.job = dataclasses.replace(job, message="saving the style")
             async with self._lock:
                 await self._update(job.id, message="saving the style")
-        elif event == "exported":
+        elif event == protocol.EXPORTED:
             handle.export_path = self._inside_job(job, msg.get("path"))
-        elif event == "error":
+        elif event == protocol.ERROR:
             handle.error = str(msg.get("message", "training failed"))[:500]
 
     @staticmethod
@@ -996,9 +769,9 @@ class JobManager:
         if cancelled:
             async with self._lock:
                 await self._end(job, CANCELLED, handle.error or "cancelled")
-        elif rc == 0 and handle.export_path is not None:
+        elif rc == protocol.EXIT_DONE and handle.export_path is not None:
             await self._register(handle)
-        elif stopping or (rc == INTERRUPTED and not handle.timed_out):
+        elif stopping or (rc == protocol.EXIT_INTERRUPTED and not handle.timed_out):
             # An orderly stop, not a crash: the bot stopped this worker (stop() gave its attempt back
             # already), or the worker saved a checkpoint and exited on a signal of its own (a
             # shutdown that reached it first): that start does not count as an attempt either.
@@ -1037,7 +810,7 @@ class JobManager:
         final = await self._get_locked(job.id)
         sample = None
         if final.status == SUCCEEDED:
-            record = self._styles.get((job.scope, job.name))
+            record = self.styles.style_record(job.scope, job.name)
             grid = record.path / "samples.png" if record is not None else None
             sample = await asyncio.to_thread(grid.read_bytes) if grid is not None and grid.is_file() else None
         self._emit(JobEvent("finished", final, final.step, final.total_steps, sample_png=sample))
@@ -1045,7 +818,7 @@ class JobManager:
     async def _register(self, handle: _Handle) -> None:
         """Verify the worker's export and register it with the job's success, in one transaction."""
         job = handle.job
-        final = self.style_dir(job.scope, job.name)
+        final = self.styles.style_dir(job.scope, job.name)
         incoming = final.with_name(f".incoming-{job.id}")
         try:
             info = await asyncio.to_thread(_stage_export, handle.export_path, incoming)
@@ -1053,46 +826,44 @@ class JobManager:
                 raise StyleError(f"the export is named {info.name!r}, not {job.name!r}")
         except (StyleError, OSError) as exc:
             log.error("job %d: export did not verify: %s", job.id, exc)
-            await asyncio.to_thread(_remove_dir, incoming)
+            await asyncio.to_thread(remove_dir, incoming)
             async with self._lock:
                 await self._end(job, FAILED, "the trained style could not be verified", error=str(exc))
             return
         async with self._lock:
-            if (job.scope, job.name) in self._styles:
-                await asyncio.to_thread(_remove_dir, incoming)
+            if (job.scope, job.name) in self.styles:
+                await asyncio.to_thread(remove_dir, incoming)
                 await self._end(job, FAILED, f"a style named '{job.name}' already exists here")
                 return
-            await asyncio.to_thread(_install_dir, incoming, final)
-            now = time.time()
+            size = await asyncio.to_thread(_install_dir, incoming, final)
+            record = StyleRecord(job.scope, job.name, final, time.time(), job.id, info.generator_sha256, size)
+            now = record.created_at
             try:
                 async with self._transaction() as db:
-                    await db.execute("INSERT INTO styles (scope, name, path, created_at, job_id, sha256)"
-                                     " VALUES (?, ?, ?, ?, ?, ?)",
-                                     (job.scope, job.name, str(final), now, job.id, info.generator_sha256))
+                    await self.styles.insert(db, record)
                     await db.execute("UPDATE jobs SET status = 'succeeded', step = ?, message = ?, error = NULL,"
                                      " pid = NULL, updated_at = ? WHERE id = ?",
                                      (job.total_steps, "style ready", now, job.id))
             except BaseException:
-                await asyncio.to_thread(_remove_dir, final)
+                await asyncio.to_thread(remove_dir, final)
                 raise
-            self._styles[(job.scope, job.name)] = StyleRecord(job.scope, job.name, final, now, job.id,
-                                                              info.generator_sha256)
+            self.styles.remember(record)
         log.info("job %d succeeded: style %s/%s registered", job.id, job.scope, job.name)
-        await asyncio.to_thread(_remove_dir, job.job_dir)
+        await asyncio.to_thread(remove_dir, job.job_dir)
 
     async def _end(self, job: Job, status: str, message: str, error: str | None = None) -> None:
         """Called under the lock: a final state other than success, and the job's files removed."""
         await self._update(job.id, status=status, message=message, error=error, pid=None)
-        registered = (job.scope, job.name) in self._styles
+        registered = (job.scope, job.name) in self.styles
         await asyncio.to_thread(self._cleanup, job, registered)
         log.info("job %d %s: %s", job.id, status, message)
 
     def _cleanup(self, job: Job, registered: bool) -> None:
-        _remove_dir(job.job_dir)
-        final = self.style_dir(job.scope, job.name)
-        _remove_dir(final.with_name(f".incoming-{job.id}"))
+        remove_dir(job.job_dir)
+        final = self.styles.style_dir(job.scope, job.name)
+        remove_dir(final.with_name(f".incoming-{job.id}"))
         if not registered:
-            _remove_dir(final)  # an install a crash kept from being registered
+            remove_dir(final)  # an install a crash kept from being registered
 
     def _remove_strays(self, active: set[str]) -> None:
         """At start: job folders of no active job, half-installed styles, and folders a removal
@@ -1100,11 +871,11 @@ class JobManager:
         for folder in self.jobs_dir.iterdir():
             if folder.is_dir() and _JOB_DIR.match(folder.name) and folder.name not in active:
                 log.info("removing leftover job folder %s", folder)
-                _remove_dir(folder)
+                remove_dir(folder)
         trash = list(self.jobs_dir.glob(".trash-*"))
         for scope_dir in self.styles_root.glob("*/*"):
             for folder in scope_dir.glob(".incoming-*"):
-                _remove_dir(folder)
+                remove_dir(folder)
             trash += scope_dir.glob(".trash-*")
         for folder in trash:
             log.info("removing %s, left half-deleted", folder)
@@ -1136,22 +907,8 @@ class JobManager:
 
 # ---------------------------------------------------------------------- helpers
 
-def _format_wait(seconds: float) -> str:
-    """``5 h 12 min``, ``40 min`` or ``1 min``: a wait rounded up to the minute."""
-    minutes = max(1, -(-int(seconds) // 60))
-    hours, minutes = divmod(minutes, 60)
-    if not hours:
-        return f"{minutes} min"
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
-
-
-def _style_from_row(row: aiosqlite.Row) -> StyleRecord:
-    return StyleRecord(scope=row["scope"], name=row["name"], path=Path(row["path"]), created_at=row["created_at"],
-                       job_id=row["job_id"], sha256=row["sha256"])
 
 
 def _signal(proc: asyncio.subprocess.Process | None, sig: int) -> None:
@@ -1187,29 +944,19 @@ def _log_tail(path: Path, lines: int = 20) -> str | None:
     return "\n".join(text.splitlines()[-lines:])[-4000:] or None
 
 
-def _remove_dir(path: Path) -> None:
-    """Remove a folder: renamed aside first, so a half-deleted folder never keeps its real name."""
-    if not path.exists():
-        return
-    trash = path.with_name(f".trash-{path.name}-{secrets.token_hex(4)}")
-    try:
-        os.replace(path, trash)
-    except OSError:
-        trash = path
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def _stage_export(export: Path | None, incoming: Path):
     """Move the worker's export next to its final place and verify it (hashes included)."""
     if export is None or not export.is_dir():
         raise StyleError("the worker reported no exported style")
     incoming.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dir(incoming)
+    remove_dir(incoming)
     shutil.move(str(export), str(incoming))
     return read_style(incoming)
 
 
-def _install_dir(incoming: Path, final: Path) -> None:
-    """Rename a verified style into place, replacing an unregistered leftover of the same name."""
-    _remove_dir(final)
+def _install_dir(incoming: Path, final: Path) -> int:
+    """Rename a verified style into place, replacing an unregistered leftover of the same name;
+    returns its size on disk."""
+    remove_dir(final)
     os.replace(incoming, final)
+    return folder_size(final)

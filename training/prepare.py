@@ -9,9 +9,17 @@ empty output folder. The same code ingests the zip a server admin uploads to tra
   build a path. The archive size, the member count and the declared uncompressed total are checked
   before anything is read, each member is read with a hard byte cap, and the bytes actually read are
   counted (zip bombs, lying headers);
-* each candidate is identified by Pillow from its bytes, not its file name, and only JPEG, PNG and
-  WEBP are accepted; the pixel count is checked from the header before decoding (decompression bombs);
+* the entry count is read from the archive's end-of-central-directory record (ZIP64 too), and the
+  directory's headers are counted up to the limit, before ``zipfile`` parses the directory: an archive
+  of a million empty entries is refused before a million ``ZipInfo`` objects are made;
+* each candidate is identified by Pillow from its bytes, not its file name, and Pillow tries only the
+  JPEG, PNG and WEBP decoders; a large JPEG is decoded at a reduced size (``Image.draft``: 1/2, 1/4
+  or 1/8, done by the JPEG decoder itself); the pixel count of what will be decoded is checked from
+  the header before decoding (decompression bombs);
 * corrupt files are counted and skipped, never a crash.
+
+In the bot an upload is ingested in a child process with a memory cap and a time limit
+(``training.ingest``), so even a decoder bug or a bomb these checks miss cannot slow the replies.
 
 Why each file was dropped is counted in a ``PrepareReport``, whose ``summary()`` fits a chat message.
 Only Pillow, numpy and (for the optional face crop) OpenCV are needed: no TensorFlow.
@@ -25,6 +33,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -32,14 +41,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gan.imaging import UnusableImage, decode_image
+from gan.imaging import ALLOWED_FORMATS
 
 log = logging.getLogger(__name__)
 
 FACE_MARGIN = 0.25          # the face box grows by this fraction of its side on every edge
 FACE_DETECT_MAX_SIDE = 640  # faces are searched on a copy no larger than this (speed on big photos)
+
+# A JPEG is decoded at the smallest of 1/2, 1/4, 1/8 of its size that keeps both sides at least this
+# long: a training picture is 64 px, and faces are searched at FACE_DETECT_MAX_SIDE at most.
+DRAFT_SIDE = 1024
+NOT_ALLOWED = "not a JPEG, PNG or WEBP picture"
+
+# The end of central directory record (22 bytes and a comment of up to 64 KiB), the ZIP64 locator
+# just before it, and the ZIP64 record just before that (APPNOTE.TXT 4.3.14-4.3.16).
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD_SIG = b"PK\x05\x06"
+_EOCD_SEARCH = (1 << 16) + _EOCD.size
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_LOCATOR_SIG = b"PK\x06\x07"
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_EOCD_SIG = b"PK\x06\x06"
+_CENTRAL_HEADER = struct.Struct("<4s6H3L5H2L")  # 46 bytes, then the name, extra field and comment
+_CENTRAL_SIG = b"PK\x01\x02"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -51,15 +77,23 @@ class PrepareError(Exception):
 
 @dataclass
 class Limits:
-    """Bounds on what an upload may hold. Archive-level bounds apply to zip sources only."""
+    """Bounds on what an upload may hold. Archive-level bounds apply to zip sources only.
+
+    ``max_memory_bytes`` and ``timeout_s`` bound the child process that ingests an upload for the
+    bot (``training.ingest``); ``prepare_dataset`` called directly does not use them.
+    """
 
     max_upload_bytes: int = 25 * 1024 * 1024
     max_members: int = 2000
     max_total_uncompressed: int = 200 * 1024 * 1024
     max_member_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    # Pixels decoded for one picture, counted after a JPEG's reduced-size decoding (a 60 Mpx photo
+    # decodes at 4 Mpx): 16 Mpx, 48 MB of RGB, is plenty for a 64-px training picture.
+    max_image_pixels: int = 16_000_000
     min_images: int = 0
     min_side: int = 32
+    max_memory_bytes: int = 1024 * 1024 * 1024
+    timeout_s: float = 300.0
 
 
 @dataclass
@@ -81,6 +115,13 @@ class PrepareReport:
         """A JSON-ready form of the report."""
         return {"kept": self.kept, "skipped": dict(self.skipped),
                 "out_dir": None if self.out_dir is None else str(self.out_dir)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PrepareReport":
+        """The report ``to_dict`` wrote (from a child process, or a job's row)."""
+        out_dir = data.get("out_dir")
+        return cls(kept=int(data.get("kept", 0)), skipped=Counter(data.get("skipped") or {}),
+                   out_dir=None if out_dir is None else Path(out_dir))
 
 
 class _Candidate(NamedTuple):
@@ -166,6 +207,11 @@ def _open_zip(file: str | os.PathLike | IO[bytes], nbytes: int, limits: Limits) 
     """Open an archive after the checks that need no member to be read."""
     if nbytes > limits.max_upload_bytes:
         raise PrepareError(f"archive is larger than {_human_bytes(limits.max_upload_bytes)}")
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as fh:
+            _check_entry_count(fh, nbytes, limits.max_members)
+    else:
+        _check_entry_count(file, nbytes, limits.max_members)
     try:
         zf = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -184,6 +230,48 @@ def _open_zip(file: str | os.PathLike | IO[bytes], nbytes: int, limits: Limits) 
         zf.close()
         raise
     return zf
+
+
+def _check_entry_count(fh: IO[bytes], nbytes: int, max_members: int) -> None:
+    """Refuse an archive with more than ``max_members`` entries before ``zipfile`` parses its directory.
+
+    The count comes from the end-of-central-directory record, found in the last 64 KiB + 22 bytes
+    (ZIP64's record when its locator is there). ``zipfile`` reads as many headers as the directory's
+    size holds, whatever the record says, so the headers are also counted, up to the limit.
+    """
+    tail_start = max(0, nbytes - _EOCD_SEARCH)
+    fh.seek(tail_start)
+    tail = fh.read(nbytes - tail_start)
+    at = tail.rfind(_EOCD_SIG, 0, len(tail) - _EOCD.size + len(_EOCD_SIG)) if len(tail) >= _EOCD.size else -1
+    if at < 0:
+        raise PrepareError("not a zip file")
+    eocd_at = tail_start + at
+    _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(tail, at)
+    directory_end = eocd_at
+    if eocd_at >= _ZIP64_LOCATOR.size + _ZIP64_EOCD.size:
+        # As zipfile reads it: the ZIP64 record just before its locator, just before the end record.
+        fh.seek(eocd_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size)
+        zip64 = fh.read(_ZIP64_EOCD.size + _ZIP64_LOCATOR.size)
+        if zip64[_ZIP64_EOCD.size:][:4] == _ZIP64_LOCATOR_SIG:
+            if zip64[:4] != _ZIP64_EOCD_SIG:
+                raise PrepareError("not a zip file")
+            entries, cd_size = _ZIP64_EOCD.unpack_from(zip64)[7:9]
+            directory_end = eocd_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+    if entries > max_members:
+        raise PrepareError(f"zip holds {entries} files; the limit is {max_members}")
+    if cd_size > directory_end:
+        raise PrepareError("not a zip file")
+    fh.seek(directory_end - cd_size)
+    directory = fh.read(cd_size)
+    count = pos = 0
+    while count <= max_members and directory[pos:pos + 4] == _CENTRAL_SIG:
+        if pos + _CENTRAL_HEADER.size > len(directory):
+            break
+        name_len, extra_len, comment_len = _CENTRAL_HEADER.unpack_from(directory, pos)[10:13]
+        pos += _CENTRAL_HEADER.size + name_len + extra_len + comment_len
+        count += 1
+    if count > max_members:
+        raise PrepareError(f"zip holds more files than the limit of {max_members}")
 
 
 def _zip_candidates(zf: zipfile.ZipFile, limits: Limits) -> Iterator[_Candidate]:
@@ -306,11 +394,48 @@ def _to_training_image(data: bytes, size: int, min_side: int, limits: Limits,
 
 
 def _decode(data: bytes, limits: Limits) -> Image.Image:
-    """Bytes -> upright RGB image, or ``_Skip`` with the reason (see ``gan.imaging.decode_image``)."""
+    """Bytes -> upright RGB image, or ``_Skip`` with the reason.
+
+    Only the allowed formats' decoders look at the bytes; a JPEG is decoded at a reduced size where it
+    is large; the pixel count of what will be decoded is checked from the header first. An explicit
+    check, not Pillow's warning turned into an error: ``warnings.catch_warnings`` changes process-wide
+    state and is not thread-safe. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``) still applies. A
+    ``MemoryError`` is not a bad picture: it goes up to the caller (``training.ingest``).
+    """
     try:
-        return decode_image(data, limits.max_image_pixels)
-    except UnusableImage as exc:
-        raise _Skip(exc.reason) from None
+        img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))  # reads the header only
+    except UnidentifiedImageError:
+        raise _Skip(NOT_ALLOWED) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: under -W error
+        raise _Skip("decompression bomb") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed data
+        log.debug("cannot open image: %s", exc)
+        raise _Skip("corrupt or unreadable") from None
+    if img.format == "JPEG":
+        img.draft(None, (DRAFT_SIDE, DRAFT_SIDE))
+    if img.width * img.height > limits.max_image_pixels:
+        raise _Skip("decompression bomb")
+    try:
+        img.load()
+        return _to_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _Skip("decompression bomb") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        log.debug("cannot decode image: %s", exc)
+        raise _Skip("corrupt or unreadable") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with transparent areas flattened onto white."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def _centre_box(wh: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -5,28 +5,20 @@ the bot down. The job folder holds ``spec.json`` (written by the manager), ``dat
 pictures), ``run/`` (a ``gan.trainer`` run directory: options, checkpoints, samples) and, at the
 end, ``export/<name>/`` (the style folder, verified and registered by the manager).
 
-The worker fine-tunes the default style (``spec["init_from"]``) with the few-shot settings in
-``spec["model_overrides"]``; if ``run/`` already has a checkpoint it resumes from it instead.
+The worker fine-tunes the default style (``JobSpec.init_from``) with the few-shot settings in
+``JobSpec.model_overrides``; if ``run/`` already has a checkpoint it resumes from it instead.
 
-Protocol: one JSON object per line on stdout, nothing else (everything else printed, by Python or
-TensorFlow, goes to stderr, which the manager keeps in ``worker.log``)::
-
-    {"event": "start", "step": 0, "total": 1500}
-    {"event": "progress", "step": 120, "total": 1500, "eta": 310.5, "metrics": {...}}
-    {"event": "sample", "step": 250, "path": ".../run/samples/step-000000250.png"}
-    {"event": "exporting"}
-    {"event": "exported", "path": ".../export/<name>"}
-    {"event": "error", "message": "one line"}
-
-Exit status: 0 when the style is exported, 3 when SIGTERM (or Ctrl-C) stopped it after saving a
-checkpoint, 1 on an error. With ``--watch-stdin`` the worker stops the same way when its stdin
-closes, i.e. when the bot that started it has died.
+It speaks ``training.protocol``: the spec in, one JSON event per line on stdout and nothing else
+(everything else printed, by Python or TensorFlow, goes to stderr, which the manager keeps in
+``worker.log``), and an exit status: ``EXIT_DONE`` when the style is exported, ``EXIT_INTERRUPTED``
+when SIGTERM (or Ctrl-C) stopped it after saving a checkpoint, ``EXIT_ERROR`` on an error. With
+``--watch-stdin`` the worker stops the same way when its stdin closes, i.e. when the bot that started
+it has died.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -36,13 +28,16 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from training import protocol
+from training.protocol import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, JobSpec
+
 log = logging.getLogger(__name__)
 
-INTERRUPTED = 3
 LOCK_WAIT_S = 120.0
 # Training is batch work sharing the CPU with the bot: its event loop runs at nice 0 and its avatar
 # threads at 10 (bot.service.WORKER_NICE), so chat replies stay quick while a style trains.
 TRAINING_NICE = 15
+AUTOGROUP = Path("/proc/self/autogroup")
 
 
 class WorkerError(Exception):
@@ -50,7 +45,7 @@ class WorkerError(Exception):
 
 
 class Reporter:
-    """Writes the protocol's JSON lines; silent once the parent has gone away."""
+    """Writes the protocol's event lines; silent once the parent has gone away."""
 
     def __init__(self, stream: IO[str], interval_s: float) -> None:
         self.stream = stream
@@ -60,7 +55,7 @@ class Reporter:
 
     def send(self, event: str, **fields: Any) -> None:
         try:
-            self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+            self.stream.write(protocol.event_line(event, **fields))
             self.stream.flush()
         except (OSError, ValueError):  # broken pipe: the bot died; keep saving checkpoints anyway
             pass
@@ -75,7 +70,7 @@ class Reporter:
         self._last = now
         t0, s0 = self._first
         eta = (total - step) * (now - t0) / (step - s0) if step > s0 else None
-        self.send("progress", step=step, total=total, eta=None if eta is None else round(eta, 1),
+        self.send(protocol.PROGRESS, step=step, total=total, eta=None if eta is None else round(eta, 1),
                   metrics={k: round(float(v), 4) for k, v in metrics.items()})
 
 
@@ -127,32 +122,31 @@ def _lock(job_dir: Path, wait_s: float) -> IO[bytes] | None:
             time.sleep(0.5)
 
 
-def train_options(spec: dict[str, Any]):
+def train_options(spec: JobSpec):
     """The ``TrainOptions`` of a new fine-tuning run described by the job's spec."""
     from gan.config import GANConfig, TrainOptions
     from gan.runtime import bf16_is_fast
     from gan.styles import StyleError, read_style
 
     try:
-        base = read_style(spec["init_from"])
+        base = read_style(spec.init_from)
     except StyleError as exc:
-        log.error("default style %s: %s", spec["init_from"], exc)
+        log.error("default style %s: %s", spec.init_from, exc)
         raise WorkerError("the default style cannot be fine-tuned: its files are missing or corrupt") from None
-    overrides = dict(spec.get("model_overrides", {}))
-    if spec.get("flat_colour_overrides") and _drawn_in_flat_colours(spec["data_dir"], base.config.image_size):
+    overrides = dict(spec.model_overrides)
+    if spec.flat_colour_overrides and _drawn_in_flat_colours(spec.data_dir, base.config.image_size):
         log.info("the pictures are drawn in a few flat colours: the style head draws in a palette")
-        overrides.update(spec["flat_colour_overrides"])
+        overrides.update(spec.flat_colour_overrides)
     model = GANConfig.from_dict({**base.config.to_dict(), **overrides})
-    mixed = spec.get("mixed_precision")
-    steps = int(spec["steps"])
+    steps = int(spec.steps)
     return TrainOptions(
-        data=spec["data_dir"], model=model, batch_size=int(spec["batch_size"]), steps=steps,
-        steps_per_epoch=max(1, min(int(spec["sample_every"]), steps)),
-        checkpoint_every=max(1, int(spec["checkpoint_every"])),
-        mixed_precision=bf16_is_fast() if mixed is None else bool(mixed),
-        init_from=str(spec["init_from"]), seed=int(spec.get("seed", 0)), sample_seeds=list(range(16)),
-        lr_warmup_steps=int(spec.get("lr_warmup_steps", 0)),
-        lr_decay_start=None if spec.get("lr_decay_start") is None else int(spec["lr_decay_start"]))
+        data=spec.data_dir, model=model, batch_size=int(spec.batch_size), steps=steps,
+        steps_per_epoch=max(1, min(int(spec.sample_every), steps)),
+        checkpoint_every=max(1, int(spec.checkpoint_every)),
+        mixed_precision=bf16_is_fast() if spec.mixed_precision is None else bool(spec.mixed_precision),
+        init_from=str(spec.init_from), seed=int(spec.seed), sample_seeds=list(range(16)),
+        lr_warmup_steps=int(spec.lr_warmup_steps),
+        lr_decay_start=None if spec.lr_decay_start is None else int(spec.lr_decay_start))
 
 
 def _drawn_in_flat_colours(data_dir: str, size: int, sample: int = 256) -> bool:
@@ -171,34 +165,42 @@ def run(job_dir: Path, reporter: Reporter) -> int:
     from gan.styles import export_run
     from gan.trainer import Trainer
 
-    spec = json.loads((job_dir / "spec.json").read_text())
-    run_dir = Path(spec["run_dir"])
+    spec = JobSpec.read(job_dir)
+    run_dir = Path(spec.run_dir)
     resuming = (run_dir / "options.json").is_file()
     options = None if resuming else train_options(spec)
     trainer = Trainer(run_dir, options, progress_bar=False, on_progress=reporter.progress,
-                      on_epoch=lambda step, path: reporter.send("sample", step=step, path=str(path)))
+                      on_epoch=lambda step, path: reporter.send(protocol.SAMPLE, step=step, path=str(path)))
     latest = ckpt.latest_checkpoint(trainer.checkpoint_dir)
-    reporter.send("start", step=ckpt.checkpoint_step(latest) if latest else 0, total=trainer.options.steps)
+    reporter.send(protocol.START, step=ckpt.checkpoint_step(latest) if latest else 0, total=trainer.options.steps)
     status = trainer.run()
     if status != "done":
         log.info("stopped at step %d; the next run resumes from its checkpoint", trainer.step)
-        return INTERRUPTED
-    reporter.send("exporting")
-    n_images = len(list(Path(spec["data_dir"]).iterdir()))
-    folder = export_run(run_dir, spec["name"], spec["export_dir"], include_discriminator=False,
+        return EXIT_INTERRUPTED
+    reporter.send(protocol.EXPORTING)
+    n_images = len(list(Path(spec.data_dir).iterdir()))
+    folder = export_run(run_dir, spec.name, spec.export_dir, include_discriminator=False,
                         description=f"custom style fine-tuned from the default style on {n_images} pictures")
-    reporter.send("exported", path=str(folder))
-    return 0
+    reporter.send(protocol.EXPORTED, path=str(folder))
+    return EXIT_DONE
 
 
 def _lower_priority() -> None:
-    """Raise this process's nice value to ``TRAINING_NICE`` (never lower it: that needs root)."""
+    """Raise this process's nice value to ``TRAINING_NICE`` (never lower it: that needs root), and its
+    session's: the worker runs in a session of its own, and with Linux's autogroup scheduling each
+    session gets an equal share of the CPU whatever its processes' nice values, so the process's nice
+    alone would still give training half of the cores the bot needs for its replies."""
     try:
         current = os.getpriority(os.PRIO_PROCESS, 0)
         if current < TRAINING_NICE:
             os.setpriority(os.PRIO_PROCESS, 0, TRAINING_NICE)
     except (AttributeError, OSError) as exc:  # not a Unix, or not permitted: run as it is
         log.debug("worker priority unchanged: %s", exc)
+    if AUTOGROUP.exists():  # Linux with CONFIG_SCHED_AUTOGROUP; the file names the group and its nice
+        try:
+            AUTOGROUP.write_text(f"{TRAINING_NICE}\n")
+        except OSError as exc:  # autogroup scheduling off, or not permitted
+            log.debug("worker session priority unchanged: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,21 +220,20 @@ def main(argv: list[str] | None = None) -> int:
         _watch_stdin()
     lock = None
     try:
-        spec = json.loads((args.job_dir / "spec.json").read_text())
-        reporter.interval_s = float(spec.get("progress_interval_s", 5.0))
+        reporter.interval_s = float(JobSpec.read(args.job_dir).progress_interval_s)
         lock = _lock(args.job_dir, LOCK_WAIT_S)
         return run(args.job_dir, reporter)
     except KeyboardInterrupt:
         log.info("interrupted: the next run resumes from the last checkpoint")
-        return INTERRUPTED
+        return EXIT_INTERRUPTED
     except WorkerError as exc:
         log.error("%s", exc)
-        reporter.send("error", message=str(exc))
-        return 1
+        reporter.send(protocol.ERROR, message=str(exc))
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - one line for the chat, the traceback in the log
         log.exception("training failed")
-        reporter.send("error", message=f"internal error during training ({type(exc).__name__})")
-        return 1
+        reporter.send(protocol.ERROR, message=f"internal error during training ({type(exc).__name__})")
+        return EXIT_ERROR
     finally:
         if lock is not None:
             lock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,13 @@ from tests.fakes.telegram_server import FakeTelegram
 
 DISCORD_TOKEN = "MTIwMDAwMDAwMDAwMDAwMDAwMQ.FakeDc.discord-secret-token-value-0123456789"
 TELEGRAM_TOKEN = "7000000001:AAFakeTelegramSecretTokenValue-0123456789"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a listener the bot opens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class BotProcess:

@@ -3,6 +3,10 @@
 It checks the token in the URL, serves queued updates to long-polling ``getUpdates``, and records
 every method call the bot makes, with uploaded files' bytes. Users can send documents (served by
 ``getFile`` and the file download URL), and ``getChatMember`` answers from the chats' admins.
+
+Webhooks: ``setWebhook`` records the URL and secret token the bot registers (``deleteWebhook``
+forgets them), and ``deliver`` POSTs an update to the bot's webhook listener as Telegram would, with
+that secret token in the ``X-Telegram-Bot-Api-Secret-Token`` header.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import aiohttp
 from aiohttp import web
 
 SEND_METHODS = ("sendMessage", "sendPhoto", "sendDocument", "sendAnimation")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SUPERGROUP_IDS = -1_000_000_000_000  # supergroup ids are -100 followed by ten or more digits; groups' are not
 
 
 @dataclass
@@ -67,11 +74,13 @@ class FakeTelegram:
         self.hold_chats: set[str] = set()  # sends to these chats wait for release()
         self.files: dict[str, bytes] = {}  # file_id -> bytes users uploaded
         self.admins: dict[int, dict[int, str]] = {}  # chat id -> {user id: "administrator" | "creator"}
+        self.webhook: dict[str, Any] | None = None  # what setWebhook registered: url, secret_token, ...
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
         self._release: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
+        self._stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.base = ""
 
@@ -89,6 +98,10 @@ class FakeTelegram:
         self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
 
     async def stop(self) -> None:
+        # A long poll left open by a bot that has gone returns now, not at its timeout: cleanup waits for it.
+        self._stopping = True
+        if self._new_update is not None:
+            self._new_update.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -112,6 +125,8 @@ class FakeTelegram:
 
     @staticmethod
     def chat(chat_id: int) -> dict:
+        if chat_id <= SUPERGROUP_IDS:
+            return {"id": chat_id, "type": "supergroup", "title": f"Supergroup {chat_id}"}
         if chat_id < 0:
             return {"id": chat_id, "type": "group", "title": f"Group {chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"}
@@ -166,6 +181,20 @@ class FakeTelegram:
         with self.lock:
             self.admins.setdefault(chat_id, {})[user_id] = status
 
+    def migrate_group(self, group_id: int, supergroup_id: int, user_id: int) -> None:
+        """``user_id`` upgrades a group to a supergroup, which has a new id (``supergroup_id``, at most
+        ``SUPERGROUP_IDS``), as Telegram tells a bot: a service message in the group with
+        ``migrate_to_chat_id``, then one in the supergroup with ``migrate_from_chat_id``. The group's
+        admins are the supergroup's."""
+        assert supergroup_id <= SUPERGROUP_IDS < group_id < 0
+        with self.lock:
+            self.admins[supergroup_id] = dict(self.admins.get(group_id, {}))
+        messages = [(group_id, {"migrate_to_chat_id": supergroup_id}),
+                    (supergroup_id, {"migrate_from_chat_id": group_id})]
+        self.send_many([{"message": {"message_id": next(self._message_ids), "date": int(time.time()),
+                                     "chat": self.chat(chat), "from": self.user(user_id), **field}}
+                        for chat, field in messages])
+
     def send_many(self, updates: list[dict]) -> list[int]:
         """Queue many updates at once (a burst)."""
         ids = []
@@ -202,6 +231,25 @@ class FakeTelegram:
         with self.lock:
             return [u["message"]["from"]["id"] for u in self.all_updates
                     if u["update_id"] < self.confirmed_below and "message" in u]
+
+    def deliver(self, update: dict, listener: str, secret: str | None = None) -> int:
+        """POST ``update`` (e.g. from ``message_update``) to the bot's webhook listener, as Telegram would
+        to the registered URL (a reverse proxy maps it to ``listener``, e.g. ``http://127.0.0.1:8443/tg``).
+        The header carries the registered secret token unless ``secret`` is given ("" sends none).
+        Returns the HTTP status the bot answered."""
+        with self.lock:
+            update["update_id"] = next(self._update_ids)
+            self.all_updates.append(update)
+            registered = (self.webhook or {}).get("secret_token")
+        token = registered if secret is None else secret
+        headers = {SECRET_HEADER: token} if token else {}
+
+        async def post() -> int:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(listener, json=update, headers=headers) as response:
+                    return response.status
+
+        return asyncio.run_coroutine_threadsafe(post(), self.loop).result(30)
 
     def hold(self, chat_id: int) -> None:
         """Make sends to ``chat_id`` wait until ``release()``."""
@@ -277,7 +325,7 @@ class FakeTelegram:
                 now = time.monotonic()
                 for u in ready:
                     self.delivered.setdefault(u["update_id"], now)
-                if ready or now >= deadline:
+                if ready or now >= deadline or self._stopping:
                     return ready
                 self._new_update.clear()
             try:
@@ -289,7 +337,15 @@ class FakeTelegram:
         if method == "getMe":
             return {"id": self.bot_id, "is_bot": True, "first_name": "Avatar Bot", "username": self.username,
                     "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
-        if method in ("deleteWebhook", "setMyCommands", "sendChatAction", "answerCallbackQuery", "close", "logOut",
+        if method == "setWebhook":
+            with self.lock:
+                self.webhook = dict(params)
+            return True
+        if method == "deleteWebhook":
+            with self.lock:
+                self.webhook = None
+            return True
+        if method in ("setMyCommands", "sendChatAction", "answerCallbackQuery", "close", "logOut",
                       "deleteMessage"):
             return True
         if method == "getMyCommands":

@@ -41,8 +41,6 @@ REAL = "../shared/data/anime-faces-64"
 
 
 def labeller_check(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from benchmarks.common import repo_path
     from gan.colours import EYE_COLOURS, HAIR_COLOURS, label_faces
     from gan.data import load_folder
@@ -64,7 +62,7 @@ def labeller_check(args: argparse.Namespace) -> int:
                 picked = picked[:, 10:58, 8:56]
             if len(picked):
                 rows.append((f"{name} {int((got == k).sum())}", picked))
-        cell = 112 if kind == "eyes" else 80
+        cell = 96 if kind == "eyes" else 64
         labelled_rows(rows, cell=cell, label_width=96).save(out / f"labeller-{kind}.png", optimize=True)
         counts = ", ".join(f"{name} {int((got == k).sum())}" for k, name in list(enumerate(names)) + [(-1, "unsure")])
         print(f"{kind}: {counts}")

@@ -9,7 +9,8 @@ Custom styles (``STYLE_*``, ``DATABASE_PATH``, ``STYLES_DIR``, ``BOT_ADMIN_IDS``
 ``./data`` (relative to the directory the bot runs in, where ``.env`` is) unless configured.
 
 ``METRICS_PORT`` turns on the metrics and health endpoint (``bot.metrics``); ``TELEGRAM_WEBHOOK_URL``
-switches Telegram from long polling to a webhook. ``TELEGRAM_WEBHOOK_SECRET`` is a secret like the tokens;
+switches Telegram from long polling to a webhook; ``TELEGRAM_CACHE_CHAT_ID`` sets up inline mode.
+``TELEGRAM_WEBHOOK_SECRET`` is a secret like the tokens;
 left empty with a webhook, a random one is made at each start (the bot registers it with Telegram itself).
 """
 
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
     telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
     telegram_webhook_path: str | None = None
     telegram_webhook_secret: SecretStr | None = None  # None with a webhook: a random one, made at start
+    # Inline mode (bot.inline): the chat faces are uploaded to once, for their file ids; None: not set up.
+    telegram_cache_chat_id: int | None = None
 
     weights_dir: Path | None = None
     default_style: str = "default"

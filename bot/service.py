@@ -237,21 +237,23 @@ class AvatarService:
 
     # -- admission --------------------------------------------------------------------------------
 
-    def admit(self, request: AvatarRequest) -> Job:
-        """Validate and admit a request at once, or raise ``UserError`` saying why not."""
+    def admit(self, request: AvatarRequest, cooldown: bool = True) -> Job:
+        """Validate and admit a request at once, or raise ``UserError`` saying why not. ``cooldown=False``
+        neither checks nor restarts the user's cooldown: for the other faces of a strip one user asked for
+        at once, which together count as one request."""
         try:
-            return self._admit(request)
+            return self._admit(request, cooldown)
         except UserError as exc:
             self.metrics.request_done(request.platform, exc.kind.value)
             raise
 
-    def _admit(self, request: AvatarRequest) -> Job:
+    def _admit(self, request: AvatarRequest, cooldown: bool = True) -> Job:
         plan = self.plan(request)
         if not self._accepting:
             raise UserError(ErrorKind.BUSY, "I'm restarting right now: please try again in a minute.", 60)
         user_key = f"{request.platform}:user:{request.user_id}"
         chat_key = f"{request.platform}:chat:{request.chat_id}"
-        wait = self._cooldown.wait_time(user_key)
+        wait = self._cooldown.wait_time(user_key) if cooldown else 0.0
         if wait > 0:
             raise UserError.cooldown(wait)
         wait = self._chat_limit.wait_time(chat_key)
@@ -261,7 +263,8 @@ class AvatarService:
             raise UserError.busy(self.backlog_seconds())
         if plan.ref.custom:
             self._start_loading(plan.ref)  # not charged to the cooldown: "try again in a moment" holds
-        self._cooldown.hit(user_key)
+        if cooldown:
+            self._cooldown.hit(user_key)
         self._chat_limit.hit(chat_key)
         job = Job(self, request, plan)
         self._active.add(job)

@@ -18,6 +18,9 @@ message, 1024 a caption, 200 an alert.
 Updates come by long polling, or with ``TELEGRAM_WEBHOOK_URL`` through python-telegram-bot's webhook
 server (``Updater.start_webhook``, on this event loop), which registers the URL and its secret token
 with Telegram at start and refuses any POST without that token.
+
+Inline mode (``@bot alice`` in any chat) is ``bot.inline``; with ``TELEGRAM_CACHE_CHAT_ID`` its faces'
+file ids are kept in the database (``bot.photo_cache``), opened at start and closed at stop.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from telegram import (BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboa
 from telegram.constants import CallbackQueryLimit, ChatAction, ChatType, MessageLimit
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler,
-                          CommandHandler, ContextTypes, MessageHandler, filters)
+                          CommandHandler, ContextTypes, InlineQueryHandler, MessageHandler, filters)
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
+from bot.inline import InlineFaces
+from bot.photo_cache import PhotoCache
 from bot.replies import Command, Reply
 from bot.requests import AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
@@ -51,7 +56,8 @@ HELP = """Anime avatar faces from a GAN. The same seed always gives the same fac
 /avatar 42 count=4 - a grid of neighbouring seeds
 /avatar 42 style=default truncation=0.7 - pick a style (/styles); lower truncation gives more typical faces
 /morph 42 Alice - an animated morph between two faces
-In a private chat, just send a number or a name.
+In a private chat, just send a number or a name. In any chat, type this bot's @name and a name or a
+number to pick a face to send there.
 
 Admins train custom styles for this chat: send a .zip of pictures as a file with the caption
 /train <name>, then /style_status, /style_cancel, /style_delete <name>, /style_default <name>.
@@ -383,8 +389,10 @@ class TelegramHandlers:
                 pass
 
 
-def build_application(settings, service: AvatarService, desk: StyleDesk) -> Application:
-    """The python-telegram-bot application with every handler registered."""
+def build_application(settings, service: AvatarService, desk: StyleDesk,
+                      photos: PhotoCache | None = None) -> Application:
+    """The python-telegram-bot application with every handler registered (``photos``: inline mode's file
+    id cache, None when ``TELEGRAM_CACHE_CHAT_ID`` is not set)."""
     builder = (ApplicationBuilder().token(settings.telegram_token.get_secret_value())
                .rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True))
     if settings.telegram_api_base:
@@ -406,6 +414,9 @@ def build_application(settings, service: AvatarService, desk: StyleDesk) -> Appl
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migrate))
     app.add_handler(CallbackQueryHandler(h.button, pattern=is_action))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, h.text))
+    inline = InlineFaces(app.bot, service, photos, settings.telegram_cache_chat_id if photos else None,
+                         _caption, command_line, parse_options)
+    app.add_handler(InlineQueryHandler(inline.query))
     app.add_error_handler(h.error)
     return app
 
@@ -416,7 +427,8 @@ class TelegramPlatform:
     name = "telegram"
 
     def __init__(self, settings, service: AvatarService, desk: StyleDesk) -> None:
-        self.app = build_application(settings, service, desk)
+        self.photos = PhotoCache(settings.database_path) if settings.telegram_cache_chat_id is not None else None
+        self.app = build_application(settings, service, desk, self.photos)
         self.desk = desk
         self.settings = settings
 
@@ -424,7 +436,9 @@ class TelegramPlatform:
         await self.app.initialize()
         self.desk.add_channel("telegram", TelegramProgress(self.app.bot))
         await self.app.bot.set_my_commands(COMMANDS)
-        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+        if self.photos is not None:
+            await self.photos.open()
+        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
         s = self.settings
         if s.telegram_webhook_url:
             await self.app.updater.start_webhook(
@@ -453,3 +467,5 @@ class TelegramPlatform:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+        if self.photos is not None:
+            await self.photos.close()

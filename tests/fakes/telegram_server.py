@@ -7,6 +7,9 @@ every method call the bot makes, with uploaded files' bytes. Users can send docu
 Webhooks: ``setWebhook`` records the URL and secret token the bot registers (``deleteWebhook``
 forgets them), and ``deliver`` POSTs an update to the bot's webhook listener as Telegram would, with
 that secret token in the ``X-Telegram-Bot-Api-Secret-Token`` header.
+
+Inline mode: ``inline_query`` and ``choose_inline_result`` queue those updates; ``answerInlineQuery``
+calls are recorded (``answers``), and a ``sendPhoto`` answers with a photo whose ``file_id`` is new.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class Call:
         if isinstance(markup, str):
             markup = json.loads(markup)
         return [b for row in (markup or {}).get("inline_keyboard", []) for b in row]
+
+    def json_param(self, name: str) -> Any:
+        """A parameter sent as JSON text (``results``, ``button``), decoded; None when absent."""
+        value = self.params.get(name)
+        return json.loads(value) if isinstance(value, str) else value
 
     @property
     def file(self) -> tuple[str, bytes] | None:
@@ -207,6 +215,27 @@ class FakeTelegram:
         self.loop.call_soon_threadsafe(self._new_update.set)
         return ids
 
+    def inline_query_update(self, query: str, user_id: int) -> dict:
+        """An inline query update: the user typed ``@bot <query>`` in some chat."""
+        return {"inline_query": {"id": str(next(self._message_ids) + 2 * 10**6), "from": self.user(user_id),
+                                 "query": query, "offset": "", "chat_type": "supergroup"}}
+
+    def inline_query(self, query: str, user_id: int) -> int:
+        """A user types ``@bot <query>``; ``answers`` shows what the bot answered."""
+        return self._push(self.inline_query_update(query, user_id))
+
+    def choose_inline_result(self, result_id: str, query: str, user_id: int) -> int:
+        """A user taps an inline result (delivered when inline feedback is on in BotFather)."""
+        return self._push({"chosen_inline_result": {"result_id": result_id, "from": self.user(user_id),
+                                                    "query": query}})
+
+    def answers(self, update_id: int) -> list[Call]:
+        """The ``answerInlineQuery`` calls for the inline query of update ``update_id``."""
+        with self.lock:
+            query_id = next(u["inline_query"]["id"] for u in self.all_updates if u["update_id"] == update_id)
+            return [c for c in self.calls if c.method == "answerInlineQuery"
+                    and str(c.params.get("inline_query_id")) == query_id]
+
     def press(self, call: Call, data: str, user_id: int) -> int:
         """A user presses the inline button ``data`` under the message that ``call`` sent."""
         assert data in [b.get("callback_data") for b in call.buttons], f"no button {data!r} there"
@@ -345,8 +374,8 @@ class FakeTelegram:
             with self.lock:
                 self.webhook = None
             return True
-        if method in ("setMyCommands", "sendChatAction", "answerCallbackQuery", "close", "logOut",
-                      "deleteMessage"):
+        if method in ("setMyCommands", "sendChatAction", "answerCallbackQuery", "answerInlineQuery", "close",
+                      "logOut", "deleteMessage"):
             return True
         if method == "getMyCommands":
             calls = self.calls_to("setMyCommands")

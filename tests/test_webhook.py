@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.logs import REDACTED
 from gan.imaging import read_png_metadata
-from tests.conftest import REPO
 from tests.fakes.harness import TELEGRAM_TOKEN, BotProcess, free_port
 from tests.fakes.loop_thread import LoopThread, wait_until
 from tests.fakes.styles import make_tiny_styles

@@ -54,7 +54,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
         raise UnusableImage("decompression bomb")
     try:
         img.load()
-        return _to_rgb(ImageOps.exif_transpose(img))
+        return to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UnusableImage("decompression bomb") from None
     except Exception as exc:  # noqa: BLE001
@@ -62,7 +62,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
         raise UnusableImage("corrupt or unreadable") from None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """RGB, with transparent areas flattened onto white."""
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")

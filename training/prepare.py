@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gan.imaging import ALLOWED_FORMATS
+from gan.imaging import ALLOWED_FORMATS, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def _decode(data: bytes, limits: Limits) -> Image.Image:
         raise _Skip("decompression bomb")
     try:
         img.load()
-        return _to_rgb(ImageOps.exif_transpose(img))
+        return to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _Skip("decompression bomb") from None
     except MemoryError:
@@ -427,15 +427,6 @@ def _decode(data: bytes, limits: Limits) -> Image.Image:
     except Exception as exc:  # noqa: BLE001
         log.debug("cannot decode image: %s", exc)
         raise _Skip("corrupt or unreadable") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB, with transparent areas flattened onto white."""
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
 
 
 def _centre_box(wh: tuple[int, int]) -> tuple[int, int, int, int]:

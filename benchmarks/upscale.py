@@ -9,8 +9,9 @@ For each upscaler, on the same faces (the seeds the student never trained on):
 * ms per face at batch 1 and at batch 64, through ``AvatarGenerator.upscale`` (fixed batch shapes);
 * sharpness: the mean luma gradient of the HD faces, as a ratio to bicubic's;
 * PSNR (dB) of the HD face area-averaged back to 64 px against the 64-px face: how faithful it stays;
-* PSNR (dB) against Real-CUGAN's output (the student's distillation target; at least 30 dB is the goal
-  for the student to be the default);
+* PSNR (dB) against Real-CUGAN's output (the student's distillation target), on RGB and on luma (BT.601
+  Y with a 4-px border shaved, the usual super-resolution measure); at least 30 dB of luma PSNR is the
+  goal for the student to be the default;
 * palette share: the share of HD pixels within 0.1 (of the [-1, 1] range) of the 8 colours fitted to
   the 64-px faces. Pictures drawn in a few flat tones (``--look manga``, like the styles trained on
   such pictures) should stay in them; blurred edges fall between tones.
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from gan.inference import AvatarGenerator
     from gan.model import palette_colours
     from gan.upscalers import UPSCALERS, UpscalerLibrary, resize, upscalers_dir
-    from training.distill import mean_gradient, psnr
+    from training.distill import mean_gradient, psnr, psnr_y
 
     weights = repo_path(args.weights_dir)
     gen = AvatarGenerator.load(weights / args.style, upscalers=UpscalerLibrary(upscalers_dir(weights)))
@@ -71,12 +72,13 @@ def main(args: argparse.Namespace) -> int:
         rows.append([name, f"{timing[name][0]:.2f}", f"{timing[name][1]:.2f}",
                      f"{mean_gradient(out) / base_sharp:.2f}x", f"{psnr(resize(out, 64), faces):.1f}",
                      "-" if name == "cugan" else f"{psnr(out, outputs['cugan']):.1f}",
+                     "-" if name == "cugan" else f"{psnr_y(out, outputs['cugan']):.1f}",
                      f"{palette_share(out, palette):.3f}"])
     print(table(["upscaler", "ms/face b1", "ms/face b64", "sharpness", "PSNR down vs 64px",
-                 "PSNR vs Real-CUGAN", "palette share"], rows))
-    student_db = psnr(outputs["student"], outputs["cugan"])
+                 "PSNR vs Real-CUGAN", "luma PSNR vs Real-CUGAN", "palette share"], rows))
+    student_db = psnr_y(outputs["student"], outputs["cugan"])
     speedup = timing["cugan"][1] / timing["student"][1]
-    print(f"upscale: student {student_db:.1f} dB against Real-CUGAN (goal >= 30: "
+    print(f"upscale: student {student_db:.2f} dB luma PSNR against Real-CUGAN (goal >= 30: "
           f"{'met' if student_db >= 30 else 'NOT met'}), {timing['student'][1]:.2f} ms/face at batch 64 "
           f"({speedup:.0f}x faster than Real-CUGAN), sharpness {mean_gradient(outputs['student']) / base_sharp:.2f}x "
           f"bicubic (Real-CUGAN {mean_gradient(outputs['cugan']) / base_sharp:.2f}x)")

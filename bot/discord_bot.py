@@ -2,14 +2,18 @@
 
 Every interaction is answered at once: a refusal as an ephemeral message, anything admitted with a
 deferred "thinking..." response that the picture replaces. Buttons carry their state in their
-custom id (``bot.actions``), so they keep working after a restart.
+custom id (``bot.actions``), so they keep working after a restart: the reply's actions in the first
+row, its hair colour buttons in the rows below, five a row.
+
+``/avatar`` offers ``hair`` and ``eyes`` as choices of every colour name ``gan.colours`` knows; a
+style that cannot draw the one picked (or has no colour directions) refuses it with the colours it has.
 
 ``/style train|list|status|cancel|delete|default`` manage a server's custom styles (``bot.styles``):
 members with Manage Server only, checked here in code. A job's progress is one channel message,
 edited as it goes.
 
 Texts that quote users or data are fitted to Discord's limits (``bot.text``): 2000 characters of
-message content; an embed's title 256, description 4096, field values 1024.
+message content; an embed's title 256, description 4096, field values 1024, footer 2048.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from discord.ext import commands
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
-from bot.replies import Command, Reply
+from bot.replies import COLOUR_ROW, Command, Reply
 from bot.requests import AvatarRequest
 from bot.service import AvatarService
 from bot.styles import StyleDesk, typed_style
 from bot.text import clip, fit
+from gan.colours import EYE_COLOURS, HAIR_COLOURS
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +44,17 @@ CONTENT_LIMIT = 2000
 EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096
 FIELD_VALUE_LIMIT = 1024
+FOOTER_LIMIT = 2048
 HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same face, on Discord and Telegram.
 `/avatar` a random face, `/avatar seed:42` that seed's face, `/avatar name:Alice` a name's own face
 `/avatar count:4` a grid of neighbouring seeds; `style:` picks a style (`/styles` lists them)
 `truncation:` 0.05-1: lower gives more typical faces; `variation:` 1-4 picks a face from Variations
+`hair:` and `eyes:` pick a hair and eye colour, e.g. `/avatar seed:42 hair:blue eyes:red` (styles with colour controls)
 `/morph from:42 to:Alice` an animated morph between two faces
 Server admins (Manage Server) train custom styles: `/style train name:ink zip:<a .zip of pictures>`,
 then `/style list`, `/style status`, `/style cancel`, `/style delete`, `/style default`
-Buttons: **Reroll** a new face, **Variations** four nearby faces, **Upscale** a 512 px file, **Morph** a GIF."""
+Buttons: **Reroll** a new face, **Variations** four nearby faces, **Upscale** a 512 px file, **Morph** a GIF;
+under a face, one per hair colour redraws it with that hair."""
 
 
 def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
@@ -83,13 +91,18 @@ def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
     for name, value in reply.fields:
         embed.add_field(name=name, value=clip(value, FIELD_VALUE_LIMIT), inline=True)
     embed.set_image(url=f"attachment://{reply.filename}")
-    embed.set_footer(text=f"weights {reply.weights_sha256[:12]}")
+    # The command line that draws the same pixels, for those who run the bot's code themselves.
+    embed.set_footer(text=clip(f"weights {reply.weights_sha256[:12]}" + (f" · {reply.cli}" if reply.cli else ""),
+                               FOOTER_LIMIT))
     view = None
     if reply.actions:
         view = discord.ui.View(timeout=None)
         for action in reply.actions:
             style = discord.ButtonStyle.primary if action.verb == "r" else discord.ButtonStyle.secondary
-            view.add_item(discord.ui.Button(label=action.label, custom_id=action.encode(), style=style))
+            view.add_item(discord.ui.Button(label=action.label, custom_id=action.encode(), style=style, row=0))
+        for i, action in enumerate(reply.colours):
+            view.add_item(discord.ui.Button(label=action.label, custom_id=action.encode(), row=1 + i // COLOUR_ROW,
+                                            style=discord.ButtonStyle.secondary))
     file = discord.File(io.BytesIO(reply.data), filename=reply.filename)
     return {"content": None, "embed": embed, "attachments": [file]}, view
 
@@ -134,14 +147,18 @@ class AvatarCog(commands.Cog):
         count="How many neighbouring seeds to draw as a grid (1-4)",
         truncation="0.05 to 1: lower gives more typical faces, 1 the most varied (default: the style's)",
         variation="1-4: one of the faces the Variations button shows (0: the seed's own face)",
+        hair="Hair colour (styles with colour controls)",
+        eyes="Eye colour (styles with colour controls)",
     )
+    @app_commands.choices(hair=[app_commands.Choice(name=c, value=c) for c in HAIR_COLOURS],
+                          eyes=[app_commands.Choice(name=c, value=c) for c in EYE_COLOURS])
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def avatar(self, interaction: discord.Interaction, seed: str | None = None, name: str | None = None,
                      style: str | None = None, count: int = 1, truncation: float | None = None,
-                     variation: int = 0) -> None:
+                     variation: int = 0, hair: str | None = None, eyes: str | None = None) -> None:
         await self.serve(interaction, _request(interaction, seed=seed, name=name, style=style, count=count,
-                                               truncation=truncation, variation=variation))
+                                               truncation=truncation, variation=variation, hair=hair, eyes=eyes))
 
     @app_commands.command(name="morph", description="An animated GIF morphing one face into another")
     @app_commands.rename(start="from", end="to")

@@ -3,9 +3,10 @@
 The strip for a name is its face and its ``VARIATIONS`` variations (``/avatar alice variation=N``); for a
 number, the seed's face, its variations, and the face of the number read as a name (``name=42``). The
 options ``/avatar`` takes (``style=``, ``truncation=``) work too; ``count=`` and ``variation=`` do not
-(each result is one face). Each result carries the caption and reproducing command of the ``/avatar``
-reply for the same face, without buttons: a button under a message sent through the bot has no chat
-to draw in.
+(each result is one face), nor ``hair=`` and ``eyes=`` (the file id cache keeps faces as drawn). Each
+result carries the caption and reproducing command of the ``/avatar`` reply for the same face
+(``bot.replies.face_reply``), without buttons: a button under a message sent through the bot has no
+chat to draw in.
 
 Telegram shows inline results by photo URL or by file id; this bot has no web server for URLs, so
 each face is uploaded once to a storage chat (``TELEGRAM_CACHE_CHAT_ID``) and its file id kept in the
@@ -43,7 +44,7 @@ from telegram.ext import ContextTypes
 
 from bot.errors import UserError
 from bot.photo_cache import FaceKey, PhotoCache
-from bot.replies import Command, Reply, _common_args, _face_args, _fields
+from bot.replies import Command, Reply, face_reply
 from bot.requests import VARIATIONS, AvatarRequest, Plan
 from bot.service import AvatarService, Job
 from bot.text import clip
@@ -62,15 +63,7 @@ NOT_SET_UP = "Inline mode is not set up on this bot."
 UPLOAD_FAILED = "I could not prepare these faces; try again later."
 NO_FACE = "Type a name or a number after the bot's name."
 SINGLE_FACES = "Inline results are single faces: no count= or variation=."
-
-
-def face_reply(plan: Plan) -> Reply:
-    """What the ``/avatar`` reply for a single-face plan says (title, fields, command), without the file."""
-    title = plan.name or f"Seed {plan.seed}"
-    if plan.variation:
-        title += f", variation {plan.variation}"
-    return Reply("avatar", "photo", "", b"", title, tuple(_fields(plan)),
-                 Command("avatar", tuple(_face_args(plan) + _common_args(plan))))
+NO_COLOURS = "Inline faces keep their colours: use /avatar 42 hair=blue"  # within BUTTON_TEXT_LIMIT
 
 
 def _button(text: str) -> InlineQueryResultsButton:
@@ -143,6 +136,8 @@ class InlineFaces:
         options = self.parse_options(text.split())
         if "count" in options or "variation" in options:
             raise UserError.bad_input(SINGLE_FACES)
+        if "hair" in options or "eyes" in options:
+            raise UserError.bad_input(NO_COLOURS)
         if "seed" not in options and "name" not in options:
             raise UserError.bad_input(NO_FACE)
         face = {"seed": options["seed"]} if "seed" in options else {"name": options["name"]}

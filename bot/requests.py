@@ -3,7 +3,9 @@
 An adapter turns a command or a button into an ``AvatarRequest`` with the options as typed; the
 service calls ``make_plan`` to check them all and work out exactly which faces to draw. The button
 decoder (``bot.actions``) checks the options carried in a button id with the same functions, so a
-seed or truncation means the same thing wherever it comes from. Every refusal is a ``UserError``
+seed, truncation or colour means the same thing wherever it comes from. Hair and eye colours are
+checked against what the style can draw (its colour directions, ``gan.edits``), which the service
+tells ``make_plan`` through a ``Colours`` function. Every refusal is a ``UserError``
 with a message fit for the user. This module imports neither discord nor telegram.
 """
 
@@ -13,11 +15,13 @@ import math
 import re
 import secrets
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from bot.errors import UserError
+from bot.text import echo
+from gan.colours import canonical_colour
 from gan.latents import MAX_SEED, latents_for_seeds, seed_for_name, slerp, variation_latents
 
 if TYPE_CHECKING:
@@ -34,6 +38,9 @@ MIN_TRUNCATION, MAX_TRUNCATION = 0.05, 1.0
 UPSCALE_WITH = "cugan"  # the Upscale button's upscaler: the sharpest one
 _INT = re.compile(r"^\s*[+-]?\d+\s*$")
 _MAX_DIGITS = len(str(MAX_SEED))  # longer numbers are refused before int() (no digit-limit errors)
+COLOUR_KINDS = ("hair", "eyes")
+# A style's colours by kind ("hair", "eyes"; empty without colour directions), from its resolved ref.
+Colours = Callable[["StyleRef"], Mapping[str, Sequence[str]]]
 
 
 def looks_like_seed(text: str) -> bool:
@@ -94,6 +101,22 @@ def parse_truncation(value: float | str) -> float:
     return round(psi, 2)
 
 
+def parse_colour(value: str | None, kind: str, style: str, colours: Sequence[str]) -> str | None:
+    """A hair or eye colour as the style names it ("Silver" -> "white"), None when not asked for, or a
+    ``UserError`` naming the colours there are (or saying the style has none)."""
+    if value is None or str(value).strip() == "":
+        return None
+    if not colours:
+        raise UserError.bad_input(f"Style {style!r} has no colour controls: hair and eye colours work only in "
+                                  "styles that ship colour directions.")
+    name = canonical_colour(value)
+    if name not in colours:
+        word = "eye" if kind == "eyes" else "hair"
+        raise UserError.bad_input(f"Unknown {word} colour {echo(str(value).strip())!r}. "
+                                  f"{word.capitalize()} colours in style {style!r}: {', '.join(colours)}.")
+    return name
+
+
 @dataclass(frozen=True)
 class AvatarRequest:
     """What a user asked for, on any platform, as typed (``make_plan`` checks it).
@@ -114,11 +137,14 @@ class AvatarRequest:
     count: int | str = 1
     truncation: float | str | None = None  # None: the style's default
     variation: int | str = 0
+    hair: str | None = None  # a colour name (or alias) of the style's colour directions
+    eyes: str | None = None
 
     @classmethod
     def from_action(cls, action: "Action", platform: str, user_id: str, chat_id: str) -> "AvatarRequest":
         """The request a button click makes."""
-        base = cls(platform, user_id, chat_id, style=action.style, truncation=action.truncation)
+        base = cls(platform, user_id, chat_id, style=action.style, truncation=action.truncation,
+                   hair=action.hair, eyes=action.eyes)
         if action.verb == "r":
             return replace(base, count=action.count)
         if action.verb == "v":
@@ -134,7 +160,8 @@ class AvatarRequest:
 class Plan:
     """A checked request: exactly which faces to draw, at which size, through which upscaler, and how
     to deliver them (``ref``: the resolved style, whose folder and weights hash pick the generator;
-    ``upscaler`` None means the style's own)."""
+    ``upscaler`` None means the style's own; ``hair`` and ``eyes`` the colour edit, applied to every
+    face's latent by ``AvatarGenerator.edit`` before the faces are drawn)."""
 
     kind: str
     style: str
@@ -149,6 +176,8 @@ class Plan:
     frames: int = 0
     ref: "StyleRef | None" = None
     upscaler: str | None = None
+    hair: str | None = None
+    eyes: str | None = None
 
     @property
     def cost(self) -> int:
@@ -165,7 +194,7 @@ class Plan:
         return self.size // 2 if self.kind == "variations" or self.count > 1 else self.size
 
     def latents(self, dim: int) -> np.ndarray:
-        """The (cost, dim) latents of the faces, from the public seed contract."""
+        """The (cost, dim) latents of the faces, from the public seed contract (before any colour edit)."""
         psi = self.truncation
         if self.kind == "variations":
             return variation_latents(self.seed, dim, VARIATIONS, VARIATION_STRENGTH, psi)
@@ -177,16 +206,29 @@ class Plan:
         return latents_for_seeds([(self.seed + i) % MAX_SEED for i in range(self.count)], dim, psi)
 
 
+def _no_colours(ref: "StyleRef") -> Mapping[str, Sequence[str]]:
+    return {}
+
+
 def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: int, upscale_size: int,
-              max_grid: int, morph_frames: int) -> Plan:
-    """Check every option of a request and work out exactly what to draw (or raise ``UserError``)."""
+              max_grid: int, morph_frames: int, colours: Colours = _no_colours) -> Plan:
+    """Check every option of a request and work out exactly what to draw (or raise ``UserError``).
+    ``colours`` tells which hair and eye colours a style can draw; it is asked only when the request
+    names a colour."""
     if request.kind not in KINDS:
         raise UserError.bad_input(f"Unknown request {request.kind!r}.")
     ref = registry.resolve(request.style, request.platform, request.chat_id)
     style = ref.name
     given = request.truncation is not None and str(request.truncation).strip() != ""
     psi = parse_truncation(request.truncation) if given else ref.truncation
+    edit = {}
+    if any(str(getattr(request, kind) or "").strip() for kind in COLOUR_KINDS):
+        drawable = colours(ref)
+        edit = {kind: parse_colour(getattr(request, kind), kind, style, drawable.get(kind, ()))
+                for kind in COLOUR_KINDS}
     if request.kind == "morph":
+        if edit:
+            raise UserError.bad_input("A morph is drawn in the faces' own colours: leave out hair and eyes.")
         seed, name = parse_seed_or_name(request.seed, "from")
         if request.target is None or str(request.target).strip() == "":
             target, target_name = secrets.randbelow(MAX_SEED), None
@@ -209,8 +251,9 @@ def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: in
     if count > 1 and (variation or request.kind != "avatar"):
         raise UserError.bad_input("count works only for plain avatars (no variation).")
     if request.kind == "variations":
-        return Plan("variations", style, seed, psi, output_size, name=name, ref=ref)
+        return Plan("variations", style, seed, psi, output_size, name=name, ref=ref, **edit)
     if request.kind == "upscale":
         return Plan("upscale", style, seed, psi, upscale_size, name=name, variation=variation, ref=ref,
-                    upscaler=UPSCALE_WITH)
-    return Plan("avatar", style, seed, psi, output_size, name=name, variation=variation, count=count, ref=ref)
+                    upscaler=UPSCALE_WITH, **edit)
+    return Plan("avatar", style, seed, psi, output_size, name=name, variation=variation, count=count, ref=ref,
+                **edit)

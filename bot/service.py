@@ -30,7 +30,7 @@ from bot.limits import Cooldown, RateLimit
 from bot.metrics import Metrics
 from bot.registry import StyleRef, StyleRegistry
 from bot.replies import Reply, build_reply
-from bot.requests import UPSCALE_WITH, AvatarRequest, Plan, make_plan
+from bot.requests import COLOUR_KINDS, UPSCALE_WITH, AvatarRequest, Plan, make_plan
 from gan.styles import StyleError
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,8 @@ class AvatarService:
         plan = Plan("avatar", ref.name, 0, 1.0, self.limits.output_size, count=1, ref=ref)
         z = plan.latents(gen.latent_dim)
         await loop.run_in_executor(self._render_pool, gen.render_latents, z, self.limits.upscale_size, UPSCALE_WITH)
+        if gen.colours("hair"):  # the first colour edit imports SciPy (about 0.4 s): not in a user's wait
+            await loop.run_in_executor(self._encode_pool, gen.edit, z, gen.colours("hair")[0])
         start = time.perf_counter()
         await loop.run_in_executor(self._render_pool, gen.render_latents, z, plan.face_size)
         self.seconds_per_face = max(self.seconds_per_face, time.perf_counter() - start)
@@ -292,10 +294,20 @@ class AvatarService:
     def plan(self, request: AvatarRequest) -> Plan:
         """Check every option of a request and work out exactly what to draw (``bot.requests``)."""
         lim = self.limits
-        plan = make_plan(request, self.registry, lim.output_size, lim.upscale_size, lim.max_grid, lim.morph_frames)
+        plan = make_plan(request, self.registry, lim.output_size, lim.upscale_size, lim.max_grid, lim.morph_frames,
+                         self._colours)
         if plan.upscaler is None and lim.output_upscaler:
             plan = replace(plan, upscaler=lim.output_upscaler)
         return plan
+
+    def _colours(self, ref: StyleRef) -> dict[str, tuple[str, ...]]:
+        """The hair and eye colours a style can draw, from its loaded generator's colour directions. A
+        style not in memory (a custom one, evicted or never drawn in) is loaded first: ``StyleLoading``,
+        and the user's next try is checked against its directions."""
+        if self.registry.loaded(ref.key) is None:
+            self._start_loading(ref)  # raises unless it was loaded meanwhile (built-ins: by start())
+        gen = self.registry.loaded(ref.key)
+        return {kind: gen.colours(kind) for kind in COLOUR_KINDS}
 
     # -- drawing ----------------------------------------------------------------------------------
 
@@ -356,7 +368,12 @@ class AvatarService:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        images = await self._batcher(plan, gen).render(plan.latents(gen.latent_dim))
+        z = plan.latents(gen.latent_dim)
+        if plan.hair or plan.eyes:
+            # The edit moves each latent on its own, before the batch: a face's bytes do not depend on
+            # the requests it is drawn with. A few ms of NumPy and SciPy, kept off the event loop.
+            z = await loop.run_in_executor(self._encode_pool, gen.edit, z, plan.hair, plan.eyes)
+        images = await self._batcher(plan, gen).render(z)
         self._encoding += 1
         try:
             reply = await loop.run_in_executor(self._encode_pool, build_reply, plan, images, gen)

@@ -1,9 +1,10 @@
 """Telegram adapter: commands, bare text and inline buttons -> ``AvatarRequest`` -> service -> photo.
 
-``/avatar [seed|name] [style=...] [count=...] [truncation=...] [variation=...]``, ``/morph A [B]``,
-``/styles``, ``/start``, ``/help``; in a private chat a bare number or name is enough, and in groups
+``/avatar [seed|name] [style=...] [count=...] [truncation=...] [variation=...] [hair=...] [eyes=...]``,
+``/morph A [B]``, ``/styles``, ``/start``, ``/help``; in a private chat a bare number or name is enough, and in groups
 ``/avatar@botname`` works. Updates are handled concurrently; ``AIORateLimiter`` keeps within
-Telegram's flood limits.
+Telegram's flood limits. Under a face, its hair colour buttons come in rows of five below the
+other buttons (two rows for the nine colours of the default style).
 
 Custom styles (``bot.styles``): an admin sends a zip as a document captioned ``/train <name> [steps]``
 (or replies ``/train <name>`` to one); ``/style_status``, ``/style_cancel``, ``/style_delete <name>``,
@@ -40,7 +41,7 @@ from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
 from bot.inline import InlineFaces
 from bot.photo_cache import PhotoCache
-from bot.replies import Command, Reply
+from bot.replies import COLOUR_ROW, Command, Reply
 from bot.requests import AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
 from bot.styles import StyleDesk, typed_style
@@ -55,6 +56,7 @@ HELP = """Anime avatar faces from a GAN. The same seed always gives the same fac
 /avatar Alice - a name's own face
 /avatar 42 count=4 - a grid of neighbouring seeds
 /avatar 42 style=default truncation=0.7 - pick a style (/styles); lower truncation gives more typical faces
+/avatar 42 hair=blue eyes=red - another hair and eye colour (in styles with colour controls)
 /morph 42 Alice - an animated morph between two faces
 In a private chat, just send a number or a name. In any chat, type this bot's @name and a name or a
 number to pick a face to send there.
@@ -62,10 +64,11 @@ number to pick a face to send there.
 Admins train custom styles for this chat: send a .zip of pictures as a file with the caption
 /train <name>, then /style_status, /style_cancel, /style_delete <name>, /style_default <name>.
 
-Buttons: Reroll a new face, Variations four nearby faces, Upscale a 512 px file, Morph a GIF."""
+Buttons: Reroll a new face, Variations four nearby faces, Upscale a 512 px file, Morph a GIF;
+under a face, one per hair colour redraws it with that hair."""
 
 COMMANDS = [
-    BotCommand("avatar", "Draw a face: /avatar [seed or name] [style=] [count=] [truncation=]"),
+    BotCommand("avatar", "Draw a face: /avatar [seed or name] [style=] [count=] [truncation=] [hair=] [eyes=]"),
     BotCommand("morph", "Animated morph between two faces: /morph 42 Alice"),
     BotCommand("styles", "The styles you can draw in"),
     BotCommand("train", "Admins: send a .zip of pictures with the caption /train <name>"),
@@ -77,7 +80,7 @@ COMMANDS = [
 ]
 TRAIN_CAPTION = re.compile(r"^/train(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
 TRAIN_USAGE = "Send a .zip of pictures as a file with the caption /train <name> (or reply /train <name> to it)."
-OPTIONS = ("style", "count", "truncation", "variation", "name", "seed")
+OPTIONS = ("style", "count", "truncation", "variation", "name", "seed", "hair", "eyes")
 CHAT_ACTION = {"photo": ChatAction.UPLOAD_PHOTO, "document": ChatAction.UPLOAD_DOCUMENT,
                "animation": ChatAction.UPLOAD_DOCUMENT}
 # Longer texts are refused by Telegram ("message is too long"), and the user would get only the apology.
@@ -107,8 +110,8 @@ def parse_options(words: list[str]) -> dict[str, str]:
         if sep:
             key = key.strip().lower()
             if key not in OPTIONS:
-                raise UserError.bad_input(f"Unknown option {echo(key)!r}: use style=, count=, truncation= or "
-                                          "variation=.")
+                raise UserError.bad_input(f"Unknown option {echo(key)!r}: use style=, count=, truncation=, "
+                                          "variation=, hair= or eyes=.")
             options[key] = value
         else:
             free.append(word)
@@ -131,7 +134,9 @@ def _keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
         return None
     picks = [a for a in reply.actions if a.verb == "f"]
     others = [a for a in reply.actions if a.verb != "f"]
-    rows = [[InlineKeyboardButton(a.label, callback_data=a.encode()) for a in row] for row in (picks, others) if row]
+    colours = [list(reply.colours[i:i + COLOUR_ROW]) for i in range(0, len(reply.colours), COLOUR_ROW)]
+    rows = [[InlineKeyboardButton(a.label, callback_data=a.encode()) for a in row]
+            for row in (picks, others, *colours) if row]
     return InlineKeyboardMarkup(rows)
 
 
@@ -324,7 +329,8 @@ class TelegramHandlers:
             return
         await self.serve(update, context, self._request(
             update, kind="morph", seed=words[0], target=words[1] if len(words) > 1 else None,
-            style=options.get("style"), truncation=options.get("truncation")))
+            style=options.get("style"), truncation=options.get("truncation"), hair=options.get("hair"),
+            eyes=options.get("eyes")))
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

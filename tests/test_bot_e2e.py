@@ -312,7 +312,7 @@ def test_long_texts_get_a_short_answer_within_each_platforms_limit(main_bot):
     call = tg_reply(tg, user)
     assert call.method == "sendMessage" and call.text == f"Unknown style '{CUT}'. Available styles: default, other."
     tg.send_text("/avatar " + "x" * 4086 + "=1", user)
-    assert tg_reply(tg, user, 1).text == f"Unknown option '{CUT}': use style=, count=, truncation= or variation=."
+    assert tg_reply(tg, user, 1).text == f"Unknown option '{CUT}': use style=, count=, truncation=, variation=, hair= or eyes=."
 
 
 def test_replies_fit_discord_embeds_and_telegram_captions():

@@ -73,28 +73,6 @@ def test_a_planted_direction_is_found_and_unsure_faces_are_left_out():
     assert summary["unsure"] == 300 and summary["counts"]["absent"] == 0
 
 
-@pytest.fixture(scope="module")
-def coloured_style(tiny_style, tmp_path_factory):
-    """A copy of the tiny style with recorded (random) hair and eye directions; returns its weights folder."""
-    from gan.colours import EYE_COLOURS, HAIR_COLOURS
-    from gan.edits import Directions
-    from training.directions import project_out, record
-
-    root = tmp_path_factory.mktemp("coloured")
-    shutil.copytree(tiny_style / "default", root / "default")
-    rng = np.random.default_rng(7)
-    hair, eyes = (rng.standard_normal((len(c), 128)) for c in (HAIR_COLOURS, EYE_COLOURS))
-    hair /= np.linalg.norm(hair, axis=1, keepdims=True)
-    eyes /= np.linalg.norm(eyes, axis=1, keepdims=True)
-    directions = Directions(
-        colours={"hair": HAIR_COLOURS, "eyes": EYE_COLOURS}, normals={"hair": hair, "eyes": eyes},
-        offsets={"hair": np.full(len(hair), -0.5), "eyes": np.full(len(eyes), -0.5)},
-        targets={"hair": np.full(len(hair), 1.0), "eyes": np.full(len(eyes), 1.5)},
-        steer={"hair": hair, "eyes": project_out(eyes, hair)})
-    record(root / "default", directions, {"samples": 0}, "avatarbot-train directions (test)")
-    return root
-
-
 def test_directions_are_recorded_with_their_hash_and_a_modified_file_is_refused(coloured_style, tmp_path):
     from gan.inference import AvatarGenerator
     from gan.styles import StyleError, read_style, sha256_file

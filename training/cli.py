@@ -8,7 +8,7 @@
     avatarbot-train export RUN_DIR --name STYLE [--weights-dir weights]
     avatarbot-train convert-cugan MODELS_SE_DIR [--scale 4] [--noise denoise3x] [--out weights/upscalers]
     avatarbot-train distill RUN_DIR --style weights/default --teacher weights/upscalers/realcugan-4x-no-denoise
-        [--real DIR] [--export weights/upscalers/student-4x]
+        [--real DIR] [--init STUDENT] [--export weights/upscalers/student-4x]
 """
 
 from __future__ import annotations
@@ -236,6 +236,20 @@ def _noise_levels(scale: int) -> tuple[str, ...]:
     return NOISE_LEVELS[scale]
 
 
+def _init_student_config(folder: str):
+    """The shape of the student a fine-tune starts from (``--init``)."""
+    from gan.student import StudentConfig
+    from gan.upscalers import UpscalerError, read_upscaler
+
+    try:
+        info = read_upscaler(folder)
+    except UpscalerError as exc:
+        raise CLIError(str(exc)) from None
+    if info.kind != "student":
+        raise CLIError(f"--init {folder}: a {info.kind} upscaler is not a student to start from")
+    return StudentConfig.from_dict({**info.meta.get("config", {}), "scale": info.scale})
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -250,11 +264,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
     else:
         if not (args.style and args.teacher):
             raise CLIError("--style and --teacher are required for a new distillation run")
-        student = StudentConfig(channels=args.channels, blocks=args.blocks, stage2=args.stage2,
-                                stage2_convs=args.stage2_convs, context=int(args.context))
+        if args.init:
+            student = _init_student_config(args.init)
+        else:
+            student = StudentConfig(channels=args.channels, blocks=args.blocks, stage2=args.stage2,
+                                    stage2_convs=args.stage2_convs, context=int(args.context))
         options = DistillOptions(style=args.style, teacher=args.teacher, real=args.real or "",
                                  pairs=args.pairs, steps=args.steps or 12000, batch_size=args.batch_size,
-                                 student=student.to_dict())
+                                 crop=args.crop, lr=args.lr, loss=args.loss, ema=args.ema,
+                                 student=student.to_dict(), init=args.init or "")
     if args.dry_run:
         print(json.dumps(asdict(options), indent=2, sort_keys=True))
         return 0
@@ -383,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--pairs", type=int, default=4000, help="training faces (default 4000)")
     d.add_argument("--steps", type=int, help="training steps (default 12000)")
     d.add_argument("--batch-size", type=int, default=16)
+    d.add_argument("--crop", type=int, default=48, help="training crop of the 64-px faces (default 48)")
+    d.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the cosine schedule (default 2e-3)")
+    d.add_argument("--loss", choices=("l1", "mse"), default="l1", help="training loss (default l1)")
+    d.add_argument("--ema", type=float, default=0.999,
+                   help="decay of the weight average that is scored and exported (0: none; default 0.999)")
+    d.add_argument("--init", metavar="FOLDER",
+                   help="start from this trained student (its shape) instead of from scratch: a fine-tune")
     d.add_argument("--channels", type=int, default=32, help="the student's width (default 32)")
     d.add_argument("--blocks", type=int, default=1, help="the student's residual blocks (default 1)")
     d.add_argument("--stage2", type=int, default=16,

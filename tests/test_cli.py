@@ -1,9 +1,14 @@
-"""The ``avatarbot`` command line and the shipped default style."""
+"""The ``avatarbot`` command line and the shipped default style.
+
+The commands run in this process through ``bot.cli.main`` (what ``python -m bot`` calls), so each
+test does not start TensorFlow again; the first test runs the real console command in its own
+process, exit status and output streams included."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,24 +17,49 @@ from PIL import Image
 from tests.conftest import REPO
 
 
-def avatarbot(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, capture_output=True, text=True)
+@dataclass
+class Result:
+    """What a shell sees of a command: its exit status and its two output streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def avatarbot(capsys):
+    """Run ``avatarbot ARGS...`` in this process, as ``python -m bot`` does (``sys.exit(main())``)."""
+    from bot.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def test_generate_writes_a_png_whose_metadata_names_its_seed(tiny_style, tmp_path):
     from gan.imaging import read_png_metadata
 
     out = tmp_path / "a.png"
-    res = avatarbot("generate", "--seed", "42", "--size", "128", "--weights-dir", str(tiny_style), "-o", str(out))
+    res = subprocess.run([sys.executable, "-m", "bot", "generate", "--seed", "42", "--size", "128", "--weights-dir",
+                          str(tiny_style), "-o", str(out)], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "seed 42" in res.stdout
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == (128, 128) and im.mode == "RGB"
     meta = read_png_metadata(out.read_bytes())
     assert meta["seed"] == "42" and meta["style"] == "default" and meta["size"] == "128"
+    bad = subprocess.run([sys.executable, "-m", "bot", "frobnicate"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_name_grid_morph_and_styles(tiny_style, tmp_path):
+def test_name_grid_morph_and_styles(avatarbot, tiny_style, tmp_path):
     from gan.latents import seed_for_name
 
     res = avatarbot("generate", "--name", "Alice", "--weights-dir", str(tiny_style), "-o", str(tmp_path / "n.png"))
@@ -48,7 +78,7 @@ def test_name_grid_morph_and_styles(tiny_style, tmp_path):
     assert res.returncode == 0 and res.stdout.startswith("default")
 
 
-def test_a_style_with_a_measured_truncation_draws_at_it_unless_told_otherwise(tiny_style, tmp_path):
+def test_a_style_with_a_measured_truncation_draws_at_it_unless_told_otherwise(avatarbot, tiny_style, tmp_path):
     import json
     import shutil
 
@@ -86,7 +116,7 @@ def test_a_style_with_a_measured_truncation_draws_at_it_unless_told_otherwise(ti
     (["morph", "--from", "1"], "required"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_get_one_line_and_status_2(tiny_style, tmp_path, args, message):
+def test_bad_arguments_get_one_line_and_status_2(avatarbot, tiny_style, tmp_path, args, message):
     res = avatarbot(*args, "--weights-dir", str(tiny_style), "-o", str(tmp_path / "x.png")) \
         if args[0] in ("generate", "grid") else avatarbot(*args)
     assert res.returncode == 2
@@ -95,7 +125,7 @@ def test_bad_arguments_get_one_line_and_status_2(tiny_style, tmp_path, args, mes
     assert not (tmp_path / "x.png").exists()
 
 
-def test_a_corrupt_style_is_one_clear_line(tiny_style, tmp_path):
+def test_a_corrupt_style_is_one_clear_line(avatarbot, tiny_style, tmp_path):
     import shutil
 
     broken = tmp_path / "weights"

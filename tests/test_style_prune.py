@@ -3,6 +3,7 @@ folders (tiny random styles), the real avatar service and the command line in it
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -88,14 +89,40 @@ async def test_drawing_in_a_custom_style_records_its_last_use_without_a_write_pe
     assert integrity(db) == "ok"
 
 
-def prune(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+PRUNE_ENV = {"DATABASE_PATH": "data/avatarbot.db", "STYLES_DIR": "data/styles"}
+
+
+def prune_process(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``avatarbot styles prune ARGS...`` in a process of its own, started in ``cwd``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "TELEGRAM_", "STYLE"))}
-    env.update(PYTHONPATH=str(REPO), DATABASE_PATH="data/avatarbot.db", STYLES_DIR="data/styles")
+    env.update(PYTHONPATH=str(REPO), **PRUNE_ENV)
     return subprocess.run([sys.executable, "-m", "bot", "styles", "prune", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
-async def test_prune_lists_styles_unused_for_days_and_deletes_them_only_when_told(tmp_path, tiny):
+@pytest.fixture
+def prune(monkeypatch, capsys):
+    """``avatarbot styles prune ARGS...`` started in ``cwd``, in this process (``bot.cli.main``, as
+    ``python -m bot`` runs it), on a thread of its own: the command runs its own event loop."""
+    from bot.cli import main
+
+    for name in list(os.environ):
+        if name.startswith(("DISCORD_", "TELEGRAM_", "STYLE")):
+            monkeypatch.delenv(name)
+    for name, value in PRUNE_ENV.items():
+        monkeypatch.setenv(name, value)
+
+    async def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, ["styles", "prune", *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["avatarbot", "styles", "prune", *args], code, out.out, out.err)
+
+    return run
+
+
+async def test_prune_lists_styles_unused_for_days_and_deletes_them_only_when_told(tmp_path, tiny, prune):
     db, styles = await new_database(tmp_path, tiny)
     now = time.time()
     old = register(db, styles, tiny, "discord:1", "old", created_at=now - 300 * DAY, last_used=now - 100 * DAY)
@@ -107,7 +134,7 @@ async def test_prune_lists_styles_unused_for_days_and_deletes_them_only_when_tol
     day = lambda t: time.strftime("%Y-%m-%d", time.localtime(t))  # noqa: E731
 
     # A dry run by default: what it would delete (STYLE_PRUNE_DAYS, 90 days), least recently used first.
-    res = prune(tmp_path)
+    res = prune_process(tmp_path)  # the console command, as an operator runs it
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert re.split(r"\s+", lines[1]) == ["telegram:-5", "never", *size.split(), "never", "(made", f"{day(now - 200 * DAY)})"]
@@ -116,23 +143,24 @@ async def test_prune_lists_styles_unused_for_days_and_deletes_them_only_when_tol
                         "run again with --yes to delete them")
     assert len(lines) == 4 and old.is_dir() and never.is_dir()
     assert len(rows(db, "SELECT * FROM styles")) == 3
-    assert "never" in prune(tmp_path, "--days", "150").stdout and "old" not in prune(tmp_path, "--days", "150").stdout
+    longer = (await prune(tmp_path, "--days", "150")).stdout
+    assert "never" in longer and "old" not in longer
 
     # Never while a bot runs on the database: it may be drawing in them.
     with InstanceLock.acquire(db):
-        res = prune(tmp_path, "--yes")
+        res = await prune(tmp_path, "--yes")
     assert res.returncode == 2
     assert res.stderr.strip() == (f"avatarbot: error: a bot is running on data/avatarbot.db (pid {os.getpid()}): "
                                   "stop it first, then prune its styles")
     assert old.is_dir() and never.is_dir() and len(rows(db, "SELECT * FROM styles")) == 3
 
     # --yes deletes them as /style delete does: rows, folders, the scope's default.
-    res = prune(tmp_path, "--yes")
+    res = await prune(tmp_path, "--yes")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[-1] == f"deleted 2 styles ({format_size(2 * folder_size(fresh))})"
     assert not old.exists() and not never.exists() and fresh.is_dir()
     assert rows(db, "SELECT scope, name FROM styles") == [("discord:1", "fresh")]
     assert rows(db, "SELECT default_style FROM scope_settings WHERE scope = 'discord:1'") == [(None,)]
     assert not [p for p in styles.rglob(".trash-*")]
-    assert prune(tmp_path, "--yes").stdout == "no custom style has gone unused for 90 days\n"
+    assert (await prune(tmp_path, "--yes")).stdout == "no custom style has gone unused for 90 days\n"
     assert integrity(db) == "ok"

@@ -211,33 +211,54 @@ def test_export_run_gives_a_loadable_style(tmp_path, image_folder):
 
 
 def _cli(*args, cwd=REPO):
+    """``avatarbot-train ARGS...`` in a process of its own: its exit status and two output streams."""
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def test_fine_tuning_run_takes_the_model_settings_of_the_style_it_starts_from(tmp_path, tiny_style, image_folder):
-    out = _cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--init-from",
-               str(tiny_style / "default"), "--set", "ema_decay=0.99", "--dry-run")
+@pytest.fixture
+def train_cli(capsys):
+    """``avatarbot-train ARGS...`` in this process, as ``python -m training`` runs it
+    (``sys.exit(main())``): the same exit status and output streams, without starting TensorFlow again."""
+    from training.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["avatarbot-train", *args], code, out.out, out.err)
+
+    return run
+
+
+def test_fine_tuning_run_takes_the_model_settings_of_the_style_it_starts_from(train_cli, tmp_path, tiny_style,
+                                                                                 image_folder):
+    out = train_cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--init-from",
+                    str(tiny_style / "default"), "--set", "ema_decay=0.99", "--dry-run")
     assert out.returncode == 0, out.stderr
     model = json.loads(out.stdout)["model"]
     assert (model["g_channels"], model["d_channels"], model["ema_decay"]) == (8, 8, 0.99)
-    missing = _cli("train", str(tmp_path / "r2"), "--data", str(image_folder), "--init-from", str(tmp_path / "nope"))
+    missing = train_cli("train", str(tmp_path / "r2"), "--data", str(image_folder), "--init-from",
+                        str(tmp_path / "nope"))
     assert missing.returncode == 2 and "not a style folder or run directory" in missing.stderr
 
 
-def test_train_cli_dry_run_and_bad_arguments(tmp_path, image_folder):
-    out = _cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--preset", "seed",
-               "--steps", "9", "--bf16", "--dry-run")
+def test_train_cli_dry_run_and_bad_arguments(train_cli, tmp_path, image_folder):
+    out = train_cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--preset", "seed",
+                    "--steps", "9", "--bf16", "--dry-run")
     assert out.returncode == 0, out.stderr
     options = json.loads(out.stdout)
     assert options["steps"] == 9 and options["model"]["preset"] == "seed" and options["mixed_precision"]
     assert not (tmp_path / "r" / "checkpoints").exists()
 
-    missing = _cli("train", str(tmp_path / "r2"), "--data", str(tmp_path / "nope"))
+    missing = train_cli("train", str(tmp_path / "r2"), "--data", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "data folder not found" in missing.stderr
-    typo = _cli("train", str(tmp_path / "r3"), "--data", str(image_folder), "--set", "g_chanels=3")
+    typo = train_cli("train", str(tmp_path / "r3"), "--data", str(image_folder), "--set", "g_chanels=3")
     assert typo.returncode == 2 and "unknown config keys" in typo.stderr
-    late = _cli("train", str(tmp_path / "r4"), "--data", str(image_folder), "--steps", "9",
-                "--lr-decay-start", "9")
+    late = train_cli("train", str(tmp_path / "r4"), "--data", str(image_folder), "--steps", "9",
+                     "--lr-decay-start", "9")
     assert late.returncode == 2 and "--lr-decay-start must be" in late.stderr
 
 
@@ -289,7 +310,7 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
     assert cpu_has_native_bf16(sapphire)
 
 
-def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(tmp_path, image_folder, caplog):
+def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(train_cli, tmp_path, image_folder, caplog):
     from gan.runtime import bf16_is_fast
     from gan.trainer import Trainer, set_precision
 
@@ -304,7 +325,7 @@ def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(tmp_path
     assert warned is not bf16_is_fast()
 
     # Moved to a machine without native bfloat16: the run goes on from its step in float32.
-    out = _cli("train", str(run), "--no-bf16", "--steps", "4", "--no-progress")
+    out = train_cli("train", str(run), "--no-bf16", "--steps", "4", "--no-progress")
     assert out.returncode == 0, out.stderr
     assert "done at step 4" in out.stdout
     assert json.loads((run / "options.json").read_text())["mixed_precision"] is False
@@ -426,15 +447,15 @@ def test_real_features_are_cached_by_content_not_by_path_or_file_times(tmp_path)
 
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
 def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image_folder):
-    out = _cli("evaluate", str(tiny_style / "default"), "--real", str(image_folder), "--num-fake", "40",
-               "--num-real", "40", "--batch-size", "20", "--inception-weights", str(INCEPTION_WEIGHTS),
+    out = _cli("evaluate", str(tiny_style / "default"), "--real", str(image_folder), "--num-fake", "20",
+               "--num-real", "20", "--batch-size", "10", "--inception-weights", str(INCEPTION_WEIGHTS),
                "-o", str(tmp_path / "m.json"))
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "m.json").read_text())
-    assert result["num_fake"] == 40 and result["num_real"] == 40 and result["style"] == "default"
+    assert result["num_fake"] == 20 and result["num_real"] == 20 and result["style"] == "default"
     assert result["fid"] > 0 and "kid" in result
     assert json.loads(out.stdout) == result, "the progress bars stay off stdout, which is the JSON result"
-    assert "generated features" in out.stderr and "40/40" in out.stderr, "a long evaluate shows how far it is"
+    assert "generated features" in out.stderr and "20/20" in out.stderr, "a long evaluate shows how far it is"
     assert "real features" in out.stderr, "a fresh cache measures the real images too"
 
 
@@ -557,16 +578,17 @@ def test_the_chosen_truncation_never_has_lower_precision_than_truncation_one():
 
 
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
-def test_truncation_study_records_the_default_that_the_style_then_uses(tmp_path, tiny_style, image_folder):
+def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli, tmp_path, tiny_style,
+                                                                       image_folder):
     from PIL import Image
 
     from gan.styles import StyleError, read_style
 
     style = tmp_path / "default"
     shutil.copytree(tiny_style / "default", style)
-    out = _cli("truncation", str(style), "--real", str(image_folder), "--values", "1,0.5", "--num-fake", "30",
-               "--num-real", "30", "--batch-size", "30", "--inception-weights", str(INCEPTION_WEIGHTS),
-               "--write", "--no-progress")
+    out = train_cli("truncation", str(style), "--real", str(image_folder), "--values", "1,0.5", "--num-fake", "20",
+                    "--num-real", "20", "--batch-size", "20", "--inception-weights", str(INCEPTION_WEIGHTS),
+                    "--write", "--no-progress")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| truncation | FID | KID (x1000) | precision | recall |" in out.stdout
     info = read_style(style)  # the weights' hashes still verify

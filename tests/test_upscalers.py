@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -148,20 +146,24 @@ def test_512_px_runs_real_cugan_twice_and_the_metadata_says_so(shipped):
     assert "upscaler_weights" not in shipped.metadata(42, 1.0, "bicubic", 256)
 
 
-def test_the_cli_writes_a_crisp_hd_avatar_by_default(tmp_path):
+def test_the_cli_writes_a_crisp_hd_avatar_by_default(tmp_path, capsys, monkeypatch):
+    """``avatarbot generate`` (``bot.cli.main``, in this process: tests/test_cli.py runs the console
+    command in a process of its own) with the shipped weights and nothing else said."""
+    from bot.cli import main
     from gan.imaging import read_png_metadata
 
+    monkeypatch.delenv("WEIGHTS_DIR", raising=False)
+    monkeypatch.chdir(REPO)
     out = tmp_path / "a.png"
-    res = subprocess.run([sys.executable, "-m", "bot", "generate", "--seed", "42", "-o", str(out)], cwd=REPO,
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert "256 px by student" in res.stdout
+    assert main(["generate", "--seed", "42", "-o", str(out)]) == 0
+    assert "256 px by student" in capsys.readouterr().out
     meta = read_png_metadata(out.read_bytes())
     assert meta["upscaler"] == "student" and meta["upscaler_weights"].startswith("student-4x@")
     assert meta["size"] == "256"
-    res = subprocess.run([sys.executable, "-m", "bot", "generate", "--seed", "42", "--upscaler", "nope",
-                          "-o", str(tmp_path / "b.png")], cwd=REPO, capture_output=True, text=True)
-    assert res.returncode == 2 and "invalid choice" in res.stderr
+    with pytest.raises(SystemExit) as exit_status:
+        main(["generate", "--seed", "42", "--upscaler", "nope", "-o", str(tmp_path / "b.png")])
+    assert exit_status.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()
 
 
 def test_ncnn_param_parsing_and_its_errors(tmp_path):
@@ -198,7 +200,7 @@ def test_ncnn_param_parsing_and_its_errors(tmp_path):
 def test_distill_trains_resumes_and_exports_a_loadable_student(tiny_style, tmp_path):
     from gan.inference import AvatarGenerator
     from gan.upscalers import UpscalerLibrary, read_upscaler
-    from training.distill import DistillOptions, export, make_pairs, train
+    from training.distill import DistillOptions, export, init_student, make_pairs, train
 
     run = tmp_path / "run"
     run.mkdir()
@@ -221,3 +223,19 @@ def test_distill_trains_resumes_and_exports_a_loadable_student(tiny_style, tmp_p
     assert (folder / "comparison.png").exists()
     gen = AvatarGenerator.load(tiny_style / "default", upscalers=UpscalerLibrary(tmp_path / "upscalers"))
     assert gen.generate([1], size=256).shape == (1, 256, 256, 3)
+
+    # A fine-tune starts from the exported student (its shape and weights) and scores its weight average:
+    # with a learning rate too small to move anything, it scores what the export scored.
+    tuned = tmp_path / "tuned"
+    (tuned / "pairs").mkdir(parents=True)
+    for pair in (run / "pairs").iterdir():
+        shutil.copy(pair, tuned / "pairs" / pair.name)
+    fine = DistillOptions(**{**vars(options), "steps": 1, "checkpoint_every": 1, "lr": 1e-12, "loss": "mse",
+                             "ema": 0.9, "init": str(folder)})
+    fine.save(tuned)
+    assert train(tuned, fine, progress=False)["psnr_gen"] == info.meta["metrics"]["psnr_gen"]
+    tuned_info = read_upscaler(export(tuned, tmp_path / "tuned-upscaler" / "student-4x"))
+    assert tuned_info.meta["training"]["init"]["weights_sha256"] == info.weights_sha256 and tuned_info.meta["training"]["loss"] == "mse"
+    assert tuned_info.meta["metrics"]["psnr_gen"] == info.meta["metrics"]["psnr_gen"]
+    with pytest.raises(ValueError, match="not a student"):
+        init_student(str(UPSCALERS / "realcugan-4x-no-denoise"))

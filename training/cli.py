@@ -272,6 +272,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         options = DistillOptions(style=args.style, teacher=args.teacher, real=args.real or "",
                                  pairs=args.pairs, steps=args.steps or 12000, batch_size=args.batch_size,
                                  crop=args.crop, lr=args.lr, loss=args.loss, ema=args.ema,
+                                 truncation_min=args.truncation_min,
                                  student=student.to_dict(), init=args.init or "")
     if args.dry_run:
         print(json.dumps(asdict(options), indent=2, sort_keys=True))
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--pairs", type=int, default=4000, help="training faces (default 4000)")
     d.add_argument("--steps", type=int, help="training steps (default 12000)")
     d.add_argument("--batch-size", type=int, default=16)
+    d.add_argument("--truncation-min", type=float, default=0.5,
+                   help="generated training faces are drawn at truncations from this to 1 (default 0.5)")
     d.add_argument("--crop", type=int, default=48, help="training crop of the 64-px faces (default 48)")
     d.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the cosine schedule (default 2e-3)")
     d.add_argument("--loss", choices=("l1", "mse"), default="l1", help="training loss (default l1)")

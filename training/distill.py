@@ -43,6 +43,7 @@ class DistillOptions:
     teacher: str
     real: str = ""
     pairs: int = 4000
+    truncation_min: float = 0.5  # generated training faces are drawn at truncations from this to 1
     steps: int = 12000
     batch_size: int = 16
     crop: int = 48
@@ -122,7 +123,7 @@ def make_pairs(run_dir: Path, options: DistillOptions, progress: bool = True) ->
     gen = AvatarGenerator.load(options.style)
     held_real, train_real = _real_split(options) if options.real else ([], [])
     rng_trunc = np.random.default_rng(options.seed + 1)
-    truncations = rng_trunc.uniform(0.5, 1.0, n_gen)
+    truncations = rng_trunc.uniform(options.truncation_min, 1.0, n_gen)
     for name, i in tqdm(todo, desc="teacher", unit="chunk", disable=not progress):
         if name == "heldout-gen":
             faces = _generated_faces(gen, list(range(options.held_out)), np.ones(options.held_out))
@@ -289,6 +290,15 @@ def init_student(folder: str):
     return model
 
 
+def _lineage(folder: str) -> dict:
+    """What a fine-tuned student started from: that student's weights hash and its own training record
+    (so the exported folder says how to redo the whole chain without the run directories)."""
+    from gan.upscalers import read_upscaler
+
+    info = read_upscaler(folder, verify_hash=False)
+    return {"name": info.name, "weights_sha256": info.weights_sha256, "training": info.meta.get("training", {})}
+
+
 def mean_gradient(images: np.ndarray) -> float:
     """Mean gradient magnitude of the luma (0-255): how crisp the line work is."""
     x = np.asarray(images, np.float64)
@@ -337,9 +347,10 @@ def export(run_dir: Path, out_folder: Path) -> Path:
         "config": config.to_dict(), "weights_sha256": sha256_file(out_folder / WEIGHTS_FILE),
         "teacher": {"name": teacher.name, "weights_sha256": teacher.weights_sha256},
         "training": {"style": options.style, "real": options.real, "pairs": options.pairs,
+                     "truncation_min": options.truncation_min,
                      "steps": int(step_var.numpy()), "batch_size": options.batch_size, "crop": options.crop,
                      "lr": options.lr, "loss": options.loss, "ema": options.ema,
-                     **({"init": options.init} if options.init else {})},
+                     **({"init": _lineage(options.init)} if options.init else {})},
         "metrics": {**metrics, "held_out": f"{options.held_out} generated faces (seeds 0-{options.held_out - 1})"
                     + (f" and {options.held_out} real pictures" if options.real else "")},
     }

@@ -11,20 +11,21 @@ Both adapters use this module; a click becomes an ``AvatarRequest``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.errors import UserError
+from bot.i18n import DEFAULT, Text, _, render
 from bot.requests import MAX_VARIATION, parse_int, parse_seed, parse_truncation
 from gan.colours import EYE_COLOURS, HAIR_COLOURS, canonical_colour
 from gan.styles import STYLE_NAME
 
 PREFIX = "av1"
 VERBS = {
-    "r": "Reroll",      # a new random face (or grid) in the same style
-    "v": "Variations",  # four faces near this one
-    "u": "Upscale",     # this face at the upscale size, as a file
-    "m": "Morph",       # a GIF from this face to a random one
-    "f": "Pick",        # this face on its own (from a grid)
+    "r": _("Reroll"),      # a new random face (or grid) in the same style
+    "v": _("Variations"),  # four faces near this one
+    "u": _("Upscale"),     # this face at the upscale size, as a file
+    "m": _("Morph"),       # a GIF from this face to a random one
+    "f": _("Pick"),        # this face on its own (from a grid)
 }
 EMOJI = {"r": "\N{GAME DIE}", "v": "\N{SPARKLES}", "u": "\N{LEFT-POINTING MAGNIFYING GLASS}",
          "m": "\N{FILM FRAMES}", "f": ""}
@@ -68,16 +69,24 @@ class Action:
     variation: int = 0
     truncation: float = 1.0
     count: int = 1
-    label_text: str = ""
+    label_text: "str | Text" = ""
     hair: str | None = None  # the colour edit of the faces it draws (names from gan.colours)
     eyes: str | None = None
 
     @property
     def label(self) -> str:
-        """The button's text."""
+        """The button's text in English (``localized`` gives it in a user's language)."""
+        return self.label_in(DEFAULT)
+
+    def label_in(self, locale: str) -> str:
+        """The button's text in ``locale``."""
         if self.label_text:
-            return self.label_text
-        return f"{EMOJI[self.verb]} {VERBS[self.verb]}".strip()
+            return render(self.label_text, locale)
+        return f"{EMOJI[self.verb]} {VERBS[self.verb].render(locale)}".strip()
+
+    def localized(self, locale: str) -> "Action":
+        """This action with its label rendered in ``locale`` (the id does not change)."""
+        return replace(self, label_text=self.label_in(locale))
 
     def encode(self) -> str:
         """The button id carrying this action's whole state."""
@@ -94,7 +103,7 @@ class Action:
         parts = data.split(":")
         if len(parts) != 7 or parts[0] != PREFIX:
             raise ValueError(f"not an avatar button: {data[:80]!r}")
-        _, verb_colours, seed36, variation, truncation, count, style = parts
+        _prefix, verb_colours, seed36, variation, truncation, count, style = parts
         verb, colours = verb_colours[:1], verb_colours[1:]
         try:  # the same checks as typed options (bot.requests)
             if (verb not in VERBS or len(colours) not in (0, 2) or colours == NO_COLOUR * 2

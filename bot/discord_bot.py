@@ -14,6 +14,11 @@ edited as it goes.
 
 Texts that quote users or data are fitted to Discord's limits (``bot.text``): 2000 characters of
 message content; an embed's title 256, description 4096, field values 1024, footer 2048.
+
+Replies speak the user's language (``interaction.locale``, ``bot.i18n``). Command and option
+descriptions are ``locale_str``s that ``CatalogueTranslator`` translates when the commands are
+synced, so Discord shows them in Chinese (``zh-CN``; ``zh-TW`` gets the Simplified text too) and
+Japanese; command and option names stay English.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from discord.ext import commands
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
+from bot.i18n import DEFAULT, Text, _, normalize_locale, translations
 from bot.replies import COLOUR_ROW, Command, Reply
 from bot.requests import AvatarRequest
 from bot.service import AvatarService
@@ -45,7 +51,8 @@ EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096
 FIELD_VALUE_LIMIT = 1024
 FOOTER_LIMIT = 2048
-HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same face, on Discord and Telegram.
+STYLE_OPTION = _("Which style to draw in (see /styles)")
+HELP = _("""**Anime avatar faces from a GAN.** The same seed always gives the same face, on Discord and Telegram.
 `/avatar` a random face, `/avatar seed:42` that seed's face, `/avatar name:Alice` a name's own face
 `/avatar count:4` a grid of neighbouring seeds; `style:` picks a style (`/styles` lists them)
 `truncation:` 0.05-1: lower gives more typical faces; `variation:` 1-4 picks a face from Variations
@@ -54,7 +61,36 @@ HELP = """**Anime avatar faces from a GAN.** The same seed always gives the same
 Server admins (Manage Server) train custom styles: `/style train name:ink zip:<a .zip of pictures>`,
 then `/style list`, `/style status`, `/style cancel`, `/style delete`, `/style default`
 Buttons: **Reroll** a new face, **Variations** four nearby faces, **Upscale** a 512 px file, **Morph** a GIF;
-under a face, one per hair colour redraws it with that hair."""
+under a face, one per hair colour redraws it with that hair.""")
+NO_LONGER_WORKS = _("That button no longer works; try /avatar.")
+
+
+def loc(text: Text) -> app_commands.locale_str:
+    """A marked message as discord.py's translatable string (``CatalogueTranslator`` translates it)."""
+    return app_commands.locale_str(text.message)
+
+
+class CatalogueTranslator(app_commands.Translator):
+    """Command, option and group descriptions from the gettext catalogues (``bot.i18n``), for every
+    Discord locale that normalises to one of them; None (Discord shows the English) otherwise. Names
+    are never translated: users type them, and they must stay the same in every language."""
+
+    NAMES = (app_commands.TranslationContextLocation.command_name,
+             app_commands.TranslationContextLocation.group_name,
+             app_commands.TranslationContextLocation.parameter_name)
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        language = normalize_locale(locale.value)
+        if language == DEFAULT or context.location in self.NAMES:
+            return None
+        translated = translations(language).gettext(string.message)
+        return translated if translated != string.message else None
+
+
+def _locale(interaction: discord.Interaction) -> str:
+    """The language to answer this user in."""
+    return normalize_locale(interaction.locale.value if interaction.locale else None)
 
 
 def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
@@ -76,15 +112,16 @@ def _chat_id(interaction: discord.Interaction) -> str:
 
 def _request(interaction: discord.Interaction, **options) -> AvatarRequest:
     options["style"] = typed_style(options.get("style"))  # text too long to name a style is quoted back cut
-    return AvatarRequest("discord", str(interaction.user.id), _chat_id(interaction), **options)
+    return AvatarRequest("discord", str(interaction.user.id), _chat_id(interaction), locale=_locale(interaction),
+                         **options)
 
 
-def _content(text: str) -> str:
+def _content(text: str, locale: str = DEFAULT) -> str:
     """A message's content fitted to Discord's limit."""
-    return fit(text, CONTENT_LIMIT)
+    return fit(text, CONTENT_LIMIT, locale)
 
 
-def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
+def _message(reply: Reply, locale: str = DEFAULT) -> tuple[dict, discord.ui.View | None]:
     description = f"`{command_line(reply.command)}`" + (f"\n{reply.hint}" if reply.hint else "")
     embed = discord.Embed(title=clip(reply.title, EMBED_TITLE_LIMIT), colour=COLOUR,
                           description=clip(description, EMBED_DESCRIPTION_LIMIT))
@@ -92,8 +129,8 @@ def _message(reply: Reply) -> tuple[dict, discord.ui.View | None]:
         embed.add_field(name=name, value=clip(value, FIELD_VALUE_LIMIT), inline=True)
     embed.set_image(url=f"attachment://{reply.filename}")
     # The command line that draws the same pixels, for those who run the bot's code themselves.
-    embed.set_footer(text=clip(f"weights {reply.weights_sha256[:12]}" + (f" · {reply.cli}" if reply.cli else ""),
-                               FOOTER_LIMIT))
+    weights = _("weights {sha}").format(sha=reply.weights_sha256[:12]).render(locale)
+    embed.set_footer(text=clip(weights + (f" · {reply.cli}" if reply.cli else ""), FOOTER_LIMIT))
     view = None
     if reply.actions:
         view = discord.ui.View(timeout=None)
@@ -116,39 +153,41 @@ class AvatarCog(commands.Cog):
 
     async def serve(self, interaction: discord.Interaction, request: AvatarRequest) -> None:
         """Admit (or refuse, ephemerally), defer, draw, reply; every failure is answered."""
+        locale = request.locale
         try:
             job = self.service.admit(request)
         except UserError as exc:
-            await interaction.response.send_message(_content(str(exc)), ephemeral=True)
+            await interaction.response.send_message(_content(exc.render(locale), locale), ephemeral=True)
             return
         async with job:
             try:
                 await interaction.response.defer(thinking=True)
                 reply = await job.run()
-                fields, view = _message(reply)
+                fields, view = _message(reply, locale)
                 await interaction.edit_original_response(**fields, view=view)
                 job.sent()
                 if view is not None:
                     view.stop()  # the ids carry the state: nothing to keep in memory
             except UserError as exc:
-                await interaction.edit_original_response(content=_content(str(exc)))
+                await interaction.edit_original_response(content=_content(exc.render(locale), locale))
             except Exception:
                 log.exception("could not answer Discord interaction %s (%s)", interaction.id, request.kind)
                 try:
-                    await interaction.edit_original_response(content=APOLOGY, embed=None, attachments=[])
+                    await interaction.edit_original_response(content=APOLOGY.render(locale), embed=None,
+                                                             attachments=[])
                 except discord.HTTPException:
                     pass
 
-    @app_commands.command(name="avatar", description="Draw an anime avatar face")
+    @app_commands.command(name="avatar", description=loc(_("Draw an anime avatar face")))
     @app_commands.describe(
-        seed="Whole number from 0 to 9223372036854775807: the same seed always gives the same face",
-        name="Any name: it always gives the same face (instead of a seed)",
-        style="Which style to draw in (see /styles)",
-        count="How many neighbouring seeds to draw as a grid (1-4)",
-        truncation="0.05 to 1: lower gives more typical faces, 1 the most varied (default: the style's)",
-        variation="1-4: one of the faces the Variations button shows (0: the seed's own face)",
-        hair="Hair colour (styles with colour controls)",
-        eyes="Eye colour (styles with colour controls)",
+        seed=loc(_("Whole number from 0 to 9223372036854775807: the same seed always gives the same face")),
+        name=loc(_("Any name: it always gives the same face (instead of a seed)")),
+        style=loc(STYLE_OPTION),
+        count=loc(_("How many neighbouring seeds to draw as a grid (1-4)")),
+        truncation=loc(_("0.05 to 1: lower gives more typical faces, 1 the most varied (default: the style's)")),
+        variation=loc(_("1-4: one of the faces the Variations button shows (0: the seed's own face)")),
+        hair=loc(_("Hair colour (styles with colour controls)")),
+        eyes=loc(_("Eye colour (styles with colour controls)")),
     )
     @app_commands.choices(hair=[app_commands.Choice(name=c, value=c) for c in HAIR_COLOURS],
                           eyes=[app_commands.Choice(name=c, value=c) for c in EYE_COLOURS])
@@ -160,11 +199,11 @@ class AvatarCog(commands.Cog):
         await self.serve(interaction, _request(interaction, seed=seed, name=name, style=style, count=count,
                                                truncation=truncation, variation=variation, hair=hair, eyes=eyes))
 
-    @app_commands.command(name="morph", description="An animated GIF morphing one face into another")
+    @app_commands.command(name="morph", description=loc(_("An animated GIF morphing one face into another")))
     @app_commands.rename(start="from", end="to")
-    @app_commands.describe(start="Seed or name of the first face", end="Seed or name of the last face",
-                           style="Which style to draw in (see /styles)",
-                           truncation="0.05 to 1: lower gives more typical faces (default: the style's)")
+    @app_commands.describe(start=loc(_("Seed or name of the first face")), end=loc(_("Seed or name of the last face")),
+                           style=loc(STYLE_OPTION),
+                           truncation=loc(_("0.05 to 1: lower gives more typical faces (default: the style's)")))
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def morph(self, interaction: discord.Interaction, start: str, end: str, style: str | None = None,
@@ -179,18 +218,19 @@ class AvatarCog(commands.Cog):
         names = self.service.registry.names("discord", _chat_id(interaction))
         return [app_commands.Choice(name=n, value=n) for n in names if current.lower() in n][:25]
 
-    @app_commands.command(name="styles", description="The styles you can draw in here")
+    @app_commands.command(name="styles", description=loc(_("The styles you can draw in here")))
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def styles(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
-            self.desk.list_text("discord", _chat_id(interaction), bold=True, limit=CONTENT_LIMIT), ephemeral=True)
+            self.desk.list_text("discord", _chat_id(interaction), bold=True, limit=CONTENT_LIMIT,
+                                locale=_locale(interaction)), ephemeral=True)
 
-    @app_commands.command(name="help", description="How to use the avatar bot")
+    @app_commands.command(name="help", description=loc(_("How to use the avatar bot")))
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def help_(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(HELP, ephemeral=True)
+        await interaction.response.send_message(HELP.render(_locale(interaction)), ephemeral=True)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -204,10 +244,10 @@ class AvatarCog(commands.Cog):
             action = Action.decode(custom_id)
         except ValueError:
             log.warning("ignoring a damaged button id")
-            await interaction.response.send_message("That button no longer works; try /avatar.", ephemeral=True)
+            await interaction.response.send_message(NO_LONGER_WORKS.render(_locale(interaction)), ephemeral=True)
             return
         await self.serve(interaction, AvatarRequest.from_action(action, "discord", str(interaction.user.id),
-                                                                _chat_id(interaction)))
+                                                                _chat_id(interaction), _locale(interaction)))
 
 
 def _sample_file(picture: bytes) -> discord.File:
@@ -247,7 +287,7 @@ class DiscordProgress:
 
 @app_commands.default_permissions(manage_guild=True)  # a hint for the server; checked in code below
 class StyleCog(commands.GroupCog, group_name="style",
-               group_description="Custom styles trained from this server's pictures (Manage Server)"):
+               group_description=loc(_("Custom styles trained from this server's pictures (Manage Server)"))):
     """/style train, list, status, cancel, delete, default."""
 
     def __init__(self, desk: StyleDesk) -> None:
@@ -258,87 +298,92 @@ class StyleCog(commands.GroupCog, group_name="style",
     async def _refused(interaction: discord.Interaction) -> bool:
         """Answer and return True unless the member may manage this server's styles."""
         if interaction.guild_id is None:
-            message = "Custom styles belong to a server: use /style in a server where you have Manage Server."
+            message = _("Custom styles belong to a server: use /style in a server where you have Manage Server.")
         elif not interaction.permissions.manage_guild:
-            message = "Sorry, only members with the Manage Server permission can manage this server's styles."
+            message = _("Sorry, only members with the Manage Server permission can manage this server's styles.")
         else:
             return False
-        await interaction.response.send_message(message, ephemeral=True)
+        await interaction.response.send_message(message.render(_locale(interaction)), ephemeral=True)
         return True
 
     async def _answer(self, interaction: discord.Interaction, coro, ephemeral: bool = True) -> None:
         """Send the text ``coro`` returns, or its ``UserError``, ephemerally."""
+        locale = _locale(interaction)
         try:
             text = await coro
         except UserError as exc:
-            text = str(exc)
-        await interaction.response.send_message(_content(text), ephemeral=ephemeral)
+            text = exc.render(locale)
+        await interaction.response.send_message(_content(text, locale), ephemeral=ephemeral)
 
-    @app_commands.command(name="train", description="Train a new style for this server from a zip of pictures")
+    @app_commands.command(name="train", description=loc(_("Train a new style for this server from a zip of pictures")))
     @app_commands.rename(pictures="zip")
     @app_commands.describe(
-        name="The new style's name: lowercase letters, digits and '-', up to 32 characters",
-        pictures="A .zip of pictures in the style (JPEG, PNG or WEBP; at least 20)",
-        steps="Training steps (optional; more is slower and closer to your pictures)",
+        name=loc(_("The new style's name: lowercase letters, digits and '-', up to 32 characters")),
+        pictures=loc(_("A .zip of pictures in the style (JPEG, PNG or WEBP; at least 20)")),
+        steps=loc(_("Training steps (optional; more is slower and closer to your pictures)")),
     )
     async def train(self, interaction: discord.Interaction, name: str, pictures: discord.Attachment,
                     steps: int | None = None) -> None:
         if await self._refused(interaction):
             return
+        locale = _locale(interaction)
         try:
             self.desk.check_upload_size(pictures.size)
         except UserError as exc:
-            await interaction.response.send_message(_content(str(exc)), ephemeral=True)
+            await interaction.response.send_message(_content(exc.render(locale), locale), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         try:
             upload = await pictures.read()
             text = await self.desk.train("discord", str(interaction.guild_id), str(interaction.user.id), name,
-                                         upload, steps, {"channel": interaction.channel_id})
+                                         upload, steps, {"channel": interaction.channel_id}, locale)
         except UserError as exc:
-            text = str(exc)
+            text = exc.render(locale)
         except discord.HTTPException as exc:
             log.warning("could not download attachment %s: %s", pictures.filename, exc)
-            text = "I could not download that file from Discord; please try again."
+            text = _("I could not download that file from Discord; please try again.").render(locale)
         except Exception:
             log.exception("/style train failed in server %s", interaction.guild_id)
-            text = APOLOGY
-        await interaction.edit_original_response(content=_content(text))
+            text = APOLOGY.render(locale)
+        await interaction.edit_original_response(content=_content(text, locale))
 
-    @app_commands.command(name="list", description="This server's styles, built-in and custom")
+    @app_commands.command(name="list", description=loc(_("This server's styles, built-in and custom")))
     async def list_(self, interaction: discord.Interaction) -> None:
         if not await self._refused(interaction):
             await interaction.response.send_message(
-                self.desk.list_text("discord", str(interaction.guild_id), bold=True, limit=CONTENT_LIMIT),
-                ephemeral=True)
+                self.desk.list_text("discord", str(interaction.guild_id), bold=True, limit=CONTENT_LIMIT,
+                                    locale=_locale(interaction)), ephemeral=True)
 
-    @app_commands.command(name="status", description="How this server's style training is going")
+    @app_commands.command(name="status", description=loc(_("How this server's style training is going")))
     async def status(self, interaction: discord.Interaction) -> None:
         if not await self._refused(interaction):
-            await self._answer(interaction, self.desk.status_text("discord", str(interaction.guild_id)))
+            await self._answer(interaction, self.desk.status_text("discord", str(interaction.guild_id),
+                                                                  _locale(interaction)))
 
-    @app_commands.command(name="cancel", description="Stop this server's style training")
+    @app_commands.command(name="cancel", description=loc(_("Stop this server's style training")))
     async def cancel(self, interaction: discord.Interaction) -> None:
         if not await self._refused(interaction):
+            locale = _locale(interaction)
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
-                text = await self.desk.cancel("discord", str(interaction.guild_id), str(interaction.user.id))
+                text = await self.desk.cancel("discord", str(interaction.guild_id), str(interaction.user.id), locale)
             except UserError as exc:
-                text = str(exc)
-            await interaction.edit_original_response(content=_content(text))
+                text = exc.render(locale)
+            await interaction.edit_original_response(content=_content(text, locale))
 
-    @app_commands.command(name="delete", description="Delete one of this server's custom styles")
-    @app_commands.describe(name="The custom style to delete")
+    @app_commands.command(name="delete", description=loc(_("Delete one of this server's custom styles")))
+    @app_commands.describe(name=loc(_("The custom style to delete")))
     async def delete(self, interaction: discord.Interaction, name: str) -> None:
         if not await self._refused(interaction):
-            await self._answer(interaction, self.desk.delete("discord", str(interaction.guild_id), name))
+            await self._answer(interaction, self.desk.delete("discord", str(interaction.guild_id), name,
+                                                             _locale(interaction)))
 
-    @app_commands.command(name="default", description="The style /avatar uses here when none is given")
-    @app_commands.describe(name="A built-in or custom style")
+    @app_commands.command(name="default", description=loc(_("The style /avatar uses here when none is given")))
+    @app_commands.describe(name=loc(_("A built-in or custom style")))
     async def default(self, interaction: discord.Interaction, name: str) -> None:
         if not await self._refused(interaction):
-            await self._answer(interaction, self.desk.set_default("discord", str(interaction.guild_id), name),
-                               ephemeral=False)
+            await self._answer(interaction, self.desk.set_default("discord", str(interaction.guild_id), name,
+                                                                  _locale(interaction)), ephemeral=False)
 
     @delete.autocomplete("name")
     @default.autocomplete("name")
@@ -369,6 +414,7 @@ class AvatarBot(commands.AutoShardedBot):
         await self.add_cog(StyleCog(self.desk))
         self.desk.add_channel("discord", DiscordProgress(self))
         self.tree.on_error = self.on_app_command_error
+        await self.tree.set_translator(CatalogueTranslator())
         if not self.sync_commands:
             return
         if self.guild_ids:  # appear in these servers at once (global commands take a while)
@@ -389,11 +435,12 @@ class AvatarBot(commands.AutoShardedBot):
                                    error: app_commands.AppCommandError) -> None:
         """Anything the cog did not handle: log once with the traceback, apologise."""
         log.error("app command %s failed", interaction.command and interaction.command.name, exc_info=error)
+        apology = APOLOGY.render(_locale(interaction))
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(APOLOGY, ephemeral=True)
+                await interaction.followup.send(apology, ephemeral=True)
             else:
-                await interaction.response.send_message(APOLOGY, ephemeral=True)
+                await interaction.response.send_message(apology, ephemeral=True)
         except discord.HTTPException:
             pass
 

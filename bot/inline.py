@@ -43,6 +43,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.errors import UserError
+from bot.i18n import DEFAULT, _, normalize_locale
 from bot.photo_cache import FaceKey, PhotoCache
 from bot.replies import Command, Reply, face_reply
 from bot.requests import VARIATIONS, AvatarRequest, Plan
@@ -59,11 +60,11 @@ RANDOM_DRAWN = 3
 MAX_RESULTS = int(InlineQueryLimit.RESULTS)  # 50
 BUTTON_TEXT_LIMIT = 64  # the button is one short line above the results
 START_PARAMETER = "inline"  # the button opens a private chat with the bot on /start inline: the help
-NOT_SET_UP = "Inline mode is not set up on this bot."
-UPLOAD_FAILED = "I could not prepare these faces; try again later."
-NO_FACE = "Type a name or a number after the bot's name."
-SINGLE_FACES = "Inline results are single faces: no count= or variation=."
-NO_COLOURS = "Inline faces keep their colours: use /avatar 42 hair=blue"  # within BUTTON_TEXT_LIMIT
+NOT_SET_UP = _("Inline mode is not set up on this bot.")
+UPLOAD_FAILED = _("I could not prepare these faces; try again later.")
+NO_FACE = _("Type a name or a number after the bot's name.")
+SINGLE_FACES = _("Inline results are single faces: no count= or variation=.")
+NO_COLOURS = _("Inline faces keep their colours: use /avatar 42 hair=blue")  # within BUTTON_TEXT_LIMIT
 
 
 def _button(text: str) -> InlineQueryResultsButton:
@@ -101,19 +102,23 @@ class InlineFaces:
                 del self._latest[user]
 
     async def _answer(self, query: InlineQuery) -> None:
+        locale = normalize_locale(query.from_user.language_code)
         if self.photos is None or self.storage_chat is None:
-            await self._send(query, [], CACHE_TIME_S, False, _button(NOT_SET_UP))
+            # Telegram may show a shared answer to anyone typing the same query: shared only in English.
+            await self._send(query, [], CACHE_TIME_S, locale != DEFAULT, _button(NOT_SET_UP.render(locale)))
             return
         try:
-            results, cacheable = await self._results(query)
+            results, cacheable = await self._results(query, locale)
         except UserError as exc:
-            await self._send(query, [], 0, True, _button(str(exc)))
+            await self._send(query, [], 0, True, _button(exc.render(locale)))
             return
         except TelegramError as exc:
             log.warning("could not upload faces to the storage chat %s: %s", self.storage_chat, exc)
-            await self._send(query, [], 0, True, _button(UPLOAD_FAILED))
+            await self._send(query, [], 0, True, _button(UPLOAD_FAILED.render(locale)))
             return
-        await self._send(query, results[:MAX_RESULTS], CACHE_TIME_S if cacheable else 0, not cacheable, None)
+        # Captions are in the user's language: results Telegram shows to everyone would show them to all.
+        shared = cacheable and locale == DEFAULT
+        await self._send(query, results[:MAX_RESULTS], CACHE_TIME_S if cacheable else 0, not shared, None)
 
     @staticmethod
     async def _send(query: InlineQuery, results: list, cache_time: int, is_personal: bool,
@@ -127,12 +132,12 @@ class InlineFaces:
         return AvatarRequest("telegram", user, f"inline:{user}", style=options.get("style"),
                              truncation=options.get("truncation"), **face)
 
-    async def _results(self, query: InlineQuery) -> tuple[list[InlineQueryResultCachedPhoto], bool]:
+    async def _results(self, query: InlineQuery, locale: str) -> tuple[list[InlineQueryResultCachedPhoto], bool]:
         """The results for a query, and whether Telegram may show them to everyone for ``CACHE_TIME_S``."""
         user = str(query.from_user.id)
         text = query.query.strip()
         if not text:
-            return await self._random(user), False
+            return await self._random(user, locale), False
         options = self.parse_options(text.split())
         if "count" in options or "variation" in options:
             raise UserError.bad_input(SINGLE_FACES)
@@ -144,18 +149,19 @@ class InlineFaces:
         requests = [self._request(user, options, variation=i, **face) for i in range(VARIATIONS + 1)]
         if "seed" in options:
             requests.append(self._request(user, options, name=options["seed"]))
-        return await self._faces(user, requests), True
+        return await self._faces(user, requests, locale), True
 
-    async def _random(self, user: str) -> list[InlineQueryResultCachedPhoto]:
+    async def _random(self, user: str, locale: str) -> list[InlineQueryResultCachedPhoto]:
         like = self.service.plan(self._request(user, {}, seed=0))
         cached = await self.photos.sample(FaceKey.of(like), RANDOM_FACES)
         if cached:
-            return [self._result(i, replace(like, seed=key.seed, variation=key.variation), file_id)
+            return [self._result(i, replace(like, seed=key.seed, variation=key.variation), file_id, locale)
                     for i, (key, file_id) in enumerate(cached)]
-        seeds = [secrets.randbelow(MAX_SEED) for _ in range(RANDOM_DRAWN)]
-        return await self._faces(user, [self._request(user, {}, seed=seed) for seed in seeds])
+        seeds = [secrets.randbelow(MAX_SEED) for _i in range(RANDOM_DRAWN)]
+        return await self._faces(user, [self._request(user, {}, seed=seed) for seed in seeds], locale)
 
-    async def _faces(self, user: str, requests: list[AvatarRequest]) -> list[InlineQueryResultCachedPhoto]:
+    async def _faces(self, user: str, requests: list[AvatarRequest],
+                     locale: str) -> list[InlineQueryResultCachedPhoto]:
         """The faces of ``requests`` in order: from the cache, or drawn (as one request) and uploaded."""
         plans = [self.service.plan(request) for request in requests]  # every option checked first
         file_ids = [await self.photos.get(FaceKey.of(plan)) for plan in plans]
@@ -173,7 +179,7 @@ class InlineFaces:
             if isinstance(uploaded, BaseException):
                 raise uploaded
             plans[i], file_ids[i] = job.plan, uploaded
-        return [self._result(i, plan, file_id) for i, (plan, file_id) in enumerate(zip(plans, file_ids))]
+        return [self._result(i, plan, file_id, locale) for i, (plan, file_id) in enumerate(zip(plans, file_ids))]
 
     async def _upload(self, job: Job) -> str:
         """Draw one face, post it to the storage chat and remember its file id."""
@@ -181,14 +187,14 @@ class InlineFaces:
             reply = await job.run()
             message = await self.bot.send_photo(
                 self.storage_chat, InputFile(reply.data, filename=reply.filename),
-                caption=self.caption(face_reply(job.plan)), disable_notification=True)
+                caption=self.caption(face_reply(job.plan).localized(DEFAULT)), disable_notification=True)
             file_id = message.photo[-1].file_id
             await self.photos.put(FaceKey.of(job.plan), file_id)
             job.sent()
             return file_id
 
-    def _result(self, index: int, plan: Plan, file_id: str) -> InlineQueryResultCachedPhoto:
-        reply = face_reply(plan)
+    def _result(self, index: int, plan: Plan, file_id: str, locale: str) -> InlineQueryResultCachedPhoto:
+        reply = face_reply(plan).localized(locale)
         return InlineQueryResultCachedPhoto(f"{index}-{plan.seed}-{plan.variation}", file_id, title=reply.title,
                                             description=self.command_line(reply.command),
                                             caption=self.caption(reply))

@@ -1,39 +1,48 @@
 """How custom-style training reads in a chat: a job's state and progress line, waits, ETAs and sizes.
 
-``StyleDesk`` (``bot.styles``) builds its messages from these; ``training`` holds no chat wording.
-This module imports neither discord nor telegram.
+``StyleDesk`` (``bot.styles``) builds its messages from these, in the chat's language (``locale``,
+``bot.i18n``; English by default); ``training`` holds no chat wording. This module imports neither
+discord nor telegram.
 """
 
 from __future__ import annotations
 
 import math
 
+from bot.i18n import DEFAULT, Text, _
 from training.jobs import CANCELLED, QUEUED, RUNNING, SUCCEEDED, Job, JobEvent
 
 BAR_WIDTH = 12
 
 
-def format_eta(seconds: float | None) -> str:
+def format_eta(seconds: float | None, locale: str = DEFAULT) -> str:
     """``about 4 min left``, ``about 40 s left``, ``almost done``, or ``""`` when unknown."""
     if seconds is None:
         return ""
     if seconds < 3:
-        return "almost done"
+        return _("almost done").render(locale)
     if seconds >= 90:
-        return f"about {round(seconds / 60)} min left"
-    return f"about {max(5, round(seconds / 5) * 5)} s left"
+        return _("about {minutes} min left").format(minutes=round(seconds / 60)).render(locale)
+    return _("about {seconds} s left").format(seconds=max(5, round(seconds / 5) * 5)).render(locale)
 
 
-def format_wait(seconds: float) -> str:
+def wait_text(seconds: float) -> Text:
     """``5 h 12 min``, ``40 min`` or ``1 min`` for waits of a minute or more (rounded up to the
-    minute), ``45 s`` for shorter ones (rounded up to the second)."""
+    minute), ``45 s`` for shorter ones (rounded up to the second), to render in a user's language."""
     if seconds < 60:
-        return f"{max(1, math.ceil(seconds))} s"
+        return _("{seconds} s").format(seconds=max(1, math.ceil(seconds)))
     minutes = -(-int(seconds) // 60)
     hours, minutes = divmod(minutes, 60)
     if not hours:
-        return f"{minutes} min"
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+        return _("{minutes} min").format(minutes=minutes)
+    if minutes:
+        return _("{hours} h {minutes} min").format(hours=hours, minutes=minutes)
+    return _("{hours} h").format(hours=hours)
+
+
+def format_wait(seconds: float, locale: str = DEFAULT) -> str:
+    """``wait_text`` in ``locale``."""
+    return wait_text(seconds).render(locale)
 
 
 def format_size(size: int) -> str:
@@ -48,28 +57,35 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def describe_job(job: Job) -> str:
+def describe_job(job: Job, locale: str = DEFAULT) -> str:
     """One line for a chat: what the job is doing or how it ended."""
     if job.status == QUEUED:
-        where = f" (position {job.queue_position} in the queue)" if job.queue_position else ""
-        return f"Style '{job.name}' is waiting to train{where}."
-    if job.status == RUNNING:
-        return f"Training style '{job.name}': step {job.step}/{job.total_steps} ({job.percent}%)."
-    if job.status == SUCCEEDED:
-        return f"Style '{job.name}' is ready."
-    if job.status == CANCELLED:
-        return f"Training of style '{job.name}' was cancelled."
-    return f"Training of style '{job.name}' failed: {job.message}"
+        if job.queue_position:
+            text = _("Style '{name}' is waiting to train (position {position} in the queue).").format(
+                name=job.name, position=job.queue_position)
+        else:
+            text = _("Style '{name}' is waiting to train.").format(name=job.name)
+    elif job.status == RUNNING:
+        text = _("Training style '{name}': step {step}/{total} ({percent}%).").format(
+            name=job.name, step=job.step, total=job.total_steps, percent=job.percent)
+    elif job.status == SUCCEEDED:
+        text = _("Style '{name}' is ready.").format(name=job.name)
+    elif job.status == CANCELLED:
+        text = _("Training of style '{name}' was cancelled.").format(name=job.name)
+    else:  # the reason comes from the training side, in English
+        text = _("Training of style '{name}' failed: {reason}").format(name=job.name, reason=job.message)
+    return text.render(locale)
 
 
-def progress_text(event: JobEvent, width: int = BAR_WIDTH) -> str:
+def progress_text(event: JobEvent, width: int = BAR_WIDTH, locale: str = DEFAULT) -> str:
     """A one-line progress message with a bar, e.g. ``Training 'ink' [####--------] 33% ...``."""
     job = event.job
     if job.status != RUNNING:
-        return describe_job(job)
+        return describe_job(job, locale)
     filled = int(width * event.step / event.total) if event.total else 0
     bar = "#" * filled + "-" * (width - filled)
-    eta = format_eta(event.eta_seconds)
+    eta = format_eta(event.eta_seconds, locale)
     pct = int(100 * event.step / event.total) if event.total else 0
-    return (f"Training '{job.name}' [{bar}] {pct}% - step {event.step}/{event.total}"
-            + (f" - {eta}" if eta else ""))
+    text = _("Training '{name}' [{bar}] {percent}% - step {step}/{total}").format(
+        name=job.name, bar=bar, percent=pct, step=event.step, total=event.total).render(locale)
+    return text + (f" - {eta}" if eta else "")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import UserError
+from bot.i18n import Text, _
 from gan.styles import StyleError, StyleInfo, list_styles
 from gan.upscalers import UpscalerLibrary, upscalers_dir
 
@@ -63,7 +64,7 @@ class StyleEntry:
     """One line of a chat's style list."""
 
     name: str
-    description: str
+    description: "str | Text"  # a custom style's is translated; a built-in style's is its style.json's
     custom: bool
     default: bool
 
@@ -138,7 +139,7 @@ class StyleRegistry:
         out = []
         for name in self.names(platform, chat_id):
             info = self._infos.get(name)
-            description = info.meta.get("description", "") if info else "custom style of this chat"
+            description = info.meta.get("description", "") if info else _("custom style of this chat")
             out.append(StyleEntry(name, description, info is None, name == default))
         return out
 
@@ -151,8 +152,9 @@ class StyleRegistry:
         if ref is None and scope is not None:
             ref = self.custom_ref(scope, name)
         if ref is None:
-            choices = ", ".join(self.names(platform, chat_id)) or "none installed"
-            raise UserError.bad_input(f"Unknown style {name!r}. Available styles: {choices}.")
+            choices = ", ".join(self.names(platform, chat_id)) or _("none installed")
+            raise UserError.bad_input(_("Unknown style {name}. Available styles: {choices}.").format(
+                name=repr(name), choices=choices))
         return ref
 
     def custom_ref(self, scope: str, name: str) -> StyleRef | None:

@@ -4,8 +4,10 @@ Built in an encoder thread from a ``Plan`` and its faces (already at their final
 carries its reproduction metadata (seed, style, truncation, upscaler, weights hashes, a colour edit),
 the ``Command`` says how to ask for the same picture again in the chat, and ``cli`` is the
 ``avatarbot`` command line that draws the same pixels, where the command line can. A single face in a
-style with colour directions gets a row of hair colour buttons (``Reply.colours``). This module
-imports neither discord nor telegram.
+style with colour directions gets a row of hair colour buttons (``Reply.colours``). Its texts (title,
+field names, hint, button labels) stay ``bot.i18n.Text`` until ``Reply.localized`` renders them in a
+user's language: one cached reply serves every language. This module imports neither discord nor
+telegram.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from typing import Literal
 import numpy as np
 
 from bot.actions import Action
+from bot.i18n import Text, _, render
 from bot.requests import VARIATION_STRENGTH, VARIATIONS, Plan
 from gan.imaging import avatar_png, gif_bytes, grid, png_bytes
 from gan.latents import MAX_SEED
 
-UPSCALER_LABELS = {"bicubic": "bicubic", "student": "HD (fast)", "cugan": "Real-CUGAN"}
+UPSCALER_LABELS = {"bicubic": "bicubic", "student": _("HD (fast)"), "cugan": "Real-CUGAN"}
 CLI_SIZE = 256  # ``avatarbot generate``'s default --size, left out of the command lines below
 # The hair colour buttons show the colour before its name (a coloured circle where Unicode has one).
 SWATCHES = {"black": "\N{MEDIUM BLACK CIRCLE}", "brown": "\N{LARGE BROWN CIRCLE}",
             "blonde": "\N{LARGE YELLOW CIRCLE}", "red": "\N{LARGE RED CIRCLE}", "pink": "\N{CHERRY BLOSSOM}",
             "blue": "\N{LARGE BLUE CIRCLE}", "green": "\N{LARGE GREEN CIRCLE}",
             "purple": "\N{LARGE PURPLE CIRCLE}", "white": "\N{MEDIUM WHITE CIRCLE}"}
-ORIGINAL = "\N{LEFTWARDS ARROW WITH HOOK} original"  # the button that takes a hair edit off again
+# The button that takes a hair edit off again.
+ORIGINAL = _("{arrow} original").format(arrow="\N{LEFTWARDS ARROW WITH HOOK}")
 COLOUR_ROW = 5  # hair colour buttons per row on both platforms (Discord's most; short on a phone)
 
 
@@ -43,20 +47,28 @@ class Command:
 @dataclass(frozen=True)
 class Reply:
     """A finished answer: one file, how to present it, and the buttons under it (``actions`` in one
-    row, then ``colours``, the hair colour buttons, in rows of ``COLOUR_ROW``)."""
+    row, then ``colours``, the hair colour buttons, in rows of ``COLOUR_ROW``). Texts are ``str`` or
+    lazy ``Text`` until ``localized``."""
 
     kind: str
     media: Literal["photo", "document", "animation"]
     filename: str
     data: bytes
-    title: str
-    fields: tuple[tuple[str, str], ...]
+    title: "str | Text"
+    fields: tuple[tuple["str | Text", "str | Text"], ...]
     command: Command
-    hint: str = ""
+    hint: "str | Text" = ""
     actions: tuple[Action, ...] = ()
     weights_sha256: str = ""
     colours: tuple[Action, ...] = ()
     cli: str = ""
+
+    def localized(self, locale: str) -> "Reply":
+        """This reply with every text, button labels included, in ``locale`` (``bot.i18n``)."""
+        return replace(self, title=render(self.title, locale), hint=render(self.hint, locale),
+                       fields=tuple((render(k, locale), render(v, locale)) for k, v in self.fields),
+                       actions=tuple(a.localized(locale) for a in self.actions),
+                       colours=tuple(a.localized(locale) for a in self.colours))
 
 
 def _face_args(plan: Plan) -> list[tuple[str, str]]:
@@ -78,19 +90,26 @@ def _colour_args(plan: Plan) -> list[tuple[str, str]]:
     return [(kind, colour) for kind, colour in (("hair", plan.hair), ("eyes", plan.eyes)) if colour]
 
 
-def _fields(plan: Plan) -> list[tuple[str, str]]:
-    fields = [("Seed", str(plan.seed))]
+COLOUR_FIELDS = {"hair": _("Hair"), "eyes": _("Eyes")}
+
+
+def _fields(plan: Plan) -> list[tuple[Text, str]]:
+    fields = [(_("Seed"), str(plan.seed))]
     if plan.name:
-        fields.insert(0, ("Name", plan.name))
+        fields.insert(0, (_("Name"), plan.name))
     if plan.variation:
-        fields.append(("Variation", str(plan.variation)))
-    fields += [("Style", plan.style), ("Truncation", f"{plan.truncation:g}")]
-    return fields + [(kind.capitalize(), colour) for kind, colour in _colour_args(plan)]
+        fields.append((_("Variation"), str(plan.variation)))
+    fields += [(_("Style"), plan.style), (_("Truncation"), f"{plan.truncation:g}")]
+    return fields + [(COLOUR_FIELDS[kind], colour) for kind, colour in _colour_args(plan)]
 
 
-def _colour_words(plan: Plan) -> str:
-    """", blue hair, red eyes" for a colour edit ("" without one)."""
-    return "".join(f", {colour} {kind}" for kind, colour in _colour_args(plan))
+def _with_colours(title: "str | Text", plan: Plan) -> "str | Text":
+    """A title followed by a colour edit's words: "Seed 42, blue hair, red eyes"."""
+    if plan.hair:
+        title = _("{title}, {colour} hair").format(title=title, colour=plan.hair)
+    if plan.eyes:
+        title = _("{title}, {colour} eyes").format(title=title, colour=plan.eyes)
+    return title
 
 
 def _colour_suffix(plan: Plan) -> str:
@@ -100,10 +119,10 @@ def _colour_suffix(plan: Plan) -> str:
 def face_reply(plan: Plan) -> Reply:
     """What the reply to a single-face plan says: its title, fields and reproducing command (no file
     and no buttons yet). ``build_reply`` and Telegram's inline results both describe a face with it."""
-    title = plan.name or f"Seed {plan.seed}"
+    title: str | Text = plan.name or _("Seed {seed}").format(seed=plan.seed)
     if plan.variation:
-        title += f", variation {plan.variation}"
-    return Reply("avatar", "photo", "", b"", title + _colour_words(plan), tuple(_fields(plan)),
+        title = _("{title}, variation {variation}").format(title=title, variation=plan.variation)
+    return Reply("avatar", "photo", "", b"", _with_colours(title, plan), tuple(_fields(plan)),
                  Command("avatar", tuple(_face_args(plan) + _common_args(plan))))
 
 
@@ -152,9 +171,11 @@ def build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
     if plan.kind == "morph":
         args = [("from", plan.name or str(plan.seed)), ("to", plan.target_name or str(plan.target))]
         return Reply("morph", "animation", f"morph-{plan.seed}-{plan.target}.gif",
-                     gif_bytes(images, plan.size), f"Seed {plan.seed} \N{RIGHTWARDS ARROW} seed {plan.target}",
-                     (("From", str(plan.seed)), ("To", str(plan.target)), ("Style", plan.style),
-                      ("Truncation", f"{plan.truncation:g}")),
+                     gif_bytes(images, plan.size),
+                     _("Seed {seed} {arrow} seed {target}").format(seed=plan.seed, arrow="\N{RIGHTWARDS ARROW}",
+                                                                   target=plan.target),
+                     ((_("From"), str(plan.seed)), (_("To"), str(plan.target)), (_("Style"), plan.style),
+                      (_("Truncation"), f"{plan.truncation:g}")),
                      Command("morph", tuple(args + _common_args(plan))), weights_sha256=sha)
     if plan.kind == "variations":
         data = _face_grid(images, plan.size // 2, {**meta, "variations": f"1-{VARIATIONS}",
@@ -162,17 +183,18 @@ def build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
         picks = tuple(Action("f", plan.seed, variation=i + 1, label_text=str(i + 1), **act)
                       for i in range(VARIATIONS))
         return Reply("variations", "photo", f"variations-{plan.seed}{_colour_suffix(plan)}.png", data,
-                     f"Variations of seed {plan.seed}{_colour_words(plan)}", tuple(_fields(plan)),
+                     _with_colours(_("Variations of seed {seed}").format(seed=plan.seed), plan), tuple(_fields(plan)),
                      Command("avatar", (("seed", str(plan.seed)), ("variation", "N")) + tuple(_common_args(plan))),
-                     hint=f"N = 1 to {VARIATIONS}, left to right, top to bottom; or pick one below.",
+                     hint=_("N = 1 to {count}, left to right, top to bottom; or pick one below.").format(
+                         count=VARIATIONS),
                      actions=picks + (Action("r", plan.seed, **act),), weights_sha256=sha)
     if plan.count > 1:
         seeds = [(plan.seed + i) % MAX_SEED for i in range(plan.count)]
         data = _face_grid(images, plan.size // 2, {**meta, "seeds": ",".join(map(str, seeds))})
         picks = tuple(Action("f", s, label_text=str(i + 1), **act) for i, s in enumerate(seeds))
         return Reply("grid", "photo", f"avatars-{plan.seed}{_colour_suffix(plan)}.png", data,
-                     f"Seeds {seeds[0]} to {seeds[-1]}{_colour_words(plan)}",
-                     tuple(_fields(plan)) + (("Count", str(plan.count)),),
+                     _with_colours(_("Seeds {first} to {last}").format(first=seeds[0], last=seeds[-1]), plan),
+                     tuple(_fields(plan)) + ((_("Count"), str(plan.count)),),
                      Command("avatar", tuple(_face_args(plan)) + (("count", str(plan.count)),)
                              + tuple(_common_args(plan))),
                      actions=picks + (Action("r", plan.seed, count=plan.count, **act),), weights_sha256=sha,
@@ -185,10 +207,10 @@ def build_reply(plan: Plan, images: np.ndarray, gen) -> Reply:
     suffix = (f"-v{plan.variation}" if plan.variation else "") + _colour_suffix(plan)
     described = replace(face_reply(plan), data=data, weights_sha256=sha, cli=cli_command(plan))
     if plan.kind == "upscale":
-        upscaler = UPSCALER_LABELS.get(str(meta["upscaler"]), str(meta["upscaler"]))
+        upscaler: str | Text = UPSCALER_LABELS.get(str(meta["upscaler"]), str(meta["upscaler"]))
         return replace(described, kind="upscale", media="document",
                        filename=f"avatar-{plan.seed}{suffix}-{plan.size}px.png",
-                       fields=described.fields + (("Size", f"{plan.size} px"), ("Upscaler", upscaler)))
+                       fields=described.fields + ((_("Size"), f"{plan.size} px"), (_("Upscaler"), upscaler)))
     face = dict(variation=plan.variation, **act)
     actions = [Action("r", plan.seed, **act), Action("v", plan.seed, **face), Action("u", plan.seed, **face),
                Action("m", plan.seed, **face)]

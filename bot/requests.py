@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from bot.errors import UserError
+from bot.i18n import DEFAULT, _
 from bot.text import echo
 from gan.colours import canonical_colour
 from gan.latents import MAX_SEED, latents_for_seeds, seed_for_name, slerp, variation_latents
@@ -39,6 +40,7 @@ UPSCALE_WITH = "cugan"  # the Upscale button's upscaler: the sharpest one
 _INT = re.compile(r"^\s*[+-]?\d+\s*$")
 _MAX_DIGITS = len(str(MAX_SEED))  # longer numbers are refused before int() (no digit-limit errors)
 COLOUR_KINDS = ("hair", "eyes")
+BOTH = _("Give a seed or a name, not both.")
 # A style's colours by kind ("hair", "eyes"; empty without colour directions), from its resolved ref.
 Colours = Callable[["StyleRef"], Mapping[str, Sequence[str]]]
 
@@ -60,7 +62,7 @@ def parse_seed(value: int | str) -> int:
     """A seed from what the user typed: a whole number in [0, 2**63)."""
     seed = whole_number(str(value))
     if seed is None or not 0 <= seed < MAX_SEED:
-        raise UserError.bad_input(f"The seed must be a whole number from 0 to {MAX_SEED - 1}.")
+        raise UserError.bad_input(_("The seed must be a whole number from 0 to {max}.").format(max=MAX_SEED - 1))
     return seed
 
 
@@ -68,14 +70,14 @@ def parse_name(name: str) -> tuple[int, str]:
     """A name's stable seed, and the name as shown back."""
     name = str(name).strip()
     if len(name) > MAX_NAME:
-        raise UserError.bad_input(f"That name is too long (at most {MAX_NAME} characters).")
+        raise UserError.bad_input(_("That name is too long (at most {max} characters).").format(max=MAX_NAME))
     return seed_for_name(name), name
 
 
 def parse_seed_or_name(value: int | str | None, what: str) -> tuple[int, str | None]:
     """A seed if the text is a number, else a name's seed (with the name)."""
     if value is None or str(value).strip() == "":
-        raise UserError.bad_input(f"Give a seed or a name for '{what}'.")
+        raise UserError.bad_input(_("Give a seed or a name for '{option}'.").format(option=what))
     text = str(value).strip()
     if looks_like_seed(text):
         return parse_seed(text), None
@@ -86,7 +88,8 @@ def parse_int(value: int | str, what: str, lo: int, hi: int) -> int:
     """A whole number option in [lo, hi]."""
     number = whole_number(str(value))
     if number is None or not lo <= number <= hi:
-        raise UserError.bad_input(f"{what} must be a whole number from {lo} to {hi}.")
+        raise UserError.bad_input(_("{option} must be a whole number from {low} to {high}.").format(
+            option=what, low=lo, high=hi))
     return number
 
 
@@ -97,7 +100,7 @@ def parse_truncation(value: float | str) -> float:
     except ValueError:
         psi = math.nan
     if not MIN_TRUNCATION <= psi <= MAX_TRUNCATION:  # also refuses NaN
-        raise UserError.bad_input("truncation must be a number from 0.05 to 1 (lower: more typical faces).")
+        raise UserError.bad_input(_("truncation must be a number from 0.05 to 1 (lower: more typical faces)."))
     return round(psi, 2)
 
 
@@ -107,13 +110,14 @@ def parse_colour(value: str | None, kind: str, style: str, colours: Sequence[str
     if value is None or str(value).strip() == "":
         return None
     if not colours:
-        raise UserError.bad_input(f"Style {style!r} has no colour controls: hair and eye colours work only in "
-                                  "styles that ship colour directions.")
+        raise UserError.bad_input(_("Style {style} has no colour controls: hair and eye colours work only in "
+                                    "styles that ship colour directions.").format(style=repr(style)))
     name = canonical_colour(value)
     if name not in colours:
-        word = "eye" if kind == "eyes" else "hair"
-        raise UserError.bad_input(f"Unknown {word} colour {echo(str(value).strip())!r}. "
-                                  f"{word.capitalize()} colours in style {style!r}: {', '.join(colours)}.")
+        unknown = (_("Unknown eye colour {colour}. Eye colours in style {style}: {colours}.") if kind == "eyes"
+                   else _("Unknown hair colour {colour}. Hair colours in style {style}: {colours}."))
+        raise UserError.bad_input(unknown.format(colour=repr(echo(str(value).strip())), style=repr(style),
+                                                 colours=", ".join(colours)))
     return name
 
 
@@ -123,7 +127,8 @@ class AvatarRequest:
 
     ``seed`` and ``target`` (the end of a morph) take an integer or its text; for a morph both also
     take a name. ``user_id`` and ``chat_id`` are the platform's ids; for Discord the chat is the
-    server (or the DM channel).
+    server (or the DM channel). ``locale`` is the user's language (``bot.i18n``): the reply's texts
+    are rendered in it.
     """
 
     platform: str
@@ -139,12 +144,14 @@ class AvatarRequest:
     variation: int | str = 0
     hair: str | None = None  # a colour name (or alias) of the style's colour directions
     eyes: str | None = None
+    locale: str = DEFAULT
 
     @classmethod
-    def from_action(cls, action: "Action", platform: str, user_id: str, chat_id: str) -> "AvatarRequest":
+    def from_action(cls, action: "Action", platform: str, user_id: str, chat_id: str,
+                    locale: str = DEFAULT) -> "AvatarRequest":
         """The request a button click makes."""
         base = cls(platform, user_id, chat_id, style=action.style, truncation=action.truncation,
-                   hair=action.hair, eyes=action.eyes)
+                   hair=action.hair, eyes=action.eyes, locale=locale)
         if action.verb == "r":
             return replace(base, count=action.count)
         if action.verb == "v":
@@ -216,7 +223,7 @@ def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: in
     ``colours`` tells which hair and eye colours a style can draw; it is asked only when the request
     names a colour."""
     if request.kind not in KINDS:
-        raise UserError.bad_input(f"Unknown request {request.kind!r}.")
+        raise UserError.bad_input(_("Unknown request {kind}.").format(kind=repr(request.kind)))
     ref = registry.resolve(request.style, request.platform, request.chat_id)
     style = ref.name
     given = request.truncation is not None and str(request.truncation).strip() != ""
@@ -228,7 +235,7 @@ def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: in
                 for kind in COLOUR_KINDS}
     if request.kind == "morph":
         if edit:
-            raise UserError.bad_input("A morph is drawn in the faces' own colours: leave out hair and eyes.")
+            raise UserError.bad_input(_("A morph is drawn in the faces' own colours: leave out hair and eyes."))
         seed, name = parse_seed_or_name(request.seed, "from")
         if request.target is None or str(request.target).strip() == "":
             target, target_name = secrets.randbelow(MAX_SEED), None
@@ -237,19 +244,19 @@ def make_plan(request: AvatarRequest, registry: "StyleRegistry", output_size: in
         return Plan("morph", style, seed, psi, min(output_size, 256), name=name, target=target,
                     target_name=target_name, frames=morph_frames, ref=ref)
     if request.seed is not None and request.name is not None and str(request.name).strip():
-        raise UserError.bad_input("Give a seed or a name, not both.")
+        raise UserError.bad_input(BOTH)
     if request.name is not None and str(request.name).strip():
         seed, name = parse_name(request.name)
     elif request.seed is None or str(request.seed).strip() == "":
         if request.kind != "avatar":
-            raise UserError.bad_input("Which face? Give a seed.")
+            raise UserError.bad_input(_("Which face? Give a seed."))
         seed, name = secrets.randbelow(MAX_SEED), None
     else:
         seed, name = parse_seed(request.seed), None
     variation = parse_int(request.variation, "variation", 0, MAX_VARIATION)
     count = parse_int(request.count, "count", 1, max_grid)
     if count > 1 and (variation or request.kind != "avatar"):
-        raise UserError.bad_input("count works only for plain avatars (no variation).")
+        raise UserError.bad_input(_("count works only for plain avatars (no variation)."))
     if request.kind == "variations":
         return Plan("variations", style, seed, psi, output_size, name=name, ref=ref, **edit)
     if request.kind == "upscale":

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from bot.batcher import MicroBatcher
-from bot.errors import ErrorKind, UserError
+from bot.errors import RESTARTING, ErrorKind, UserError
+from bot.i18n import _
 from bot.limits import Cooldown, RateLimit
 from bot.metrics import Metrics
 from bot.registry import StyleRef, StyleRegistry
@@ -44,7 +45,8 @@ class StyleLoading(UserError):
     bound). Adapters show it like any ``UserError``; the user tries again in a moment."""
 
     def __init__(self, style: str) -> None:
-        super().__init__(ErrorKind.BUSY, f"Style '{style}' is loading, try again in a moment.", LOADING_RETRY_S)
+        super().__init__(ErrorKind.BUSY, _("Style '{style}' is loading, try again in a moment.").format(style=style),
+                         LOADING_RETRY_S)
 
 
 class TokenBucket:
@@ -107,9 +109,10 @@ class Job:
         return self.plan.media
 
     async def run(self) -> Reply:
-        """Draw and encode the reply (the generator runs off the event loop)."""
+        """Draw and encode the reply (the generator runs off the event loop), its texts in the
+        request's language (the cache keeps replies without a language)."""
         try:
-            return await self._service._run(self.plan)
+            return await self._service._run(self.plan, self.request.locale)
         except UserError as exc:
             self._outcome = exc.kind.value
             raise
@@ -150,7 +153,8 @@ class AvatarService:
         self._loads = TokenBucket(self.limits.style_loads_per_minute, clock)
         self._encoding = 0  # replies handed to the encoder threads and not yet back
         self._encoders_free = asyncio.Condition()
-        self._cache: OrderedDict[tuple, Reply] = OrderedDict()
+        # A reply per plan, kept without a language (under None) and rendered in each language asked for.
+        self._cache: OrderedDict[tuple, dict[str | None, Reply]] = OrderedDict()
         self._active: set[Job] = set()
         self._active_cost = 0
         self._idle = asyncio.Event()
@@ -252,7 +256,7 @@ class AvatarService:
     def _admit(self, request: AvatarRequest, cooldown: bool = True) -> Job:
         plan = self.plan(request)
         if not self._accepting:
-            raise UserError(ErrorKind.BUSY, "I'm restarting right now: please try again in a minute.", 60)
+            raise UserError(ErrorKind.BUSY, RESTARTING, 60)
         user_key = f"{request.platform}:user:{request.user_id}"
         chat_key = f"{request.platform}:chat:{request.chat_id}"
         wait = self._cooldown.wait_time(user_key) if cooldown else 0.0
@@ -260,7 +264,7 @@ class AvatarService:
             raise UserError.cooldown(wait)
         wait = self._chat_limit.wait_time(chat_key)
         if wait > 0:
-            raise UserError.busy(wait, "This chat has asked for a lot of avatars")
+            raise UserError.busy(wait, _("This chat has asked for a lot of avatars"))
         if len(self._active) >= self.limits.queue_size:
             raise UserError.busy(self.backlog_seconds())
         if plan.ref.custom:
@@ -346,8 +350,8 @@ class AvatarService:
         if self.registry.loaded(ref.key) is not None:
             return
         if self.registry.load_error(ref.key) is not None:
-            raise UserError.bad_input(f"Style {ref.name!r} is not available right now; "
-                                      "an admin may have deleted or be replacing it.")
+            raise UserError.bad_input(_("Style {style} is not available right now; an admin may have deleted or "
+                                        "be replacing it.").format(style=repr(ref.name)))
         if not self.registry.loading(ref.key) and self._loads.take():
             log.info("loading custom style %r from %s", ref.name, ref.path)
             self.registry.load(ref)
@@ -358,7 +362,7 @@ class AvatarService:
         async with self._encoders_free:
             await self._encoders_free.wait_for(lambda: self._encoding == 0)
 
-    async def _run(self, plan: Plan) -> Reply:
+    async def _run(self, plan: Plan, locale: str) -> Reply:
         loop = asyncio.get_running_loop()
         gen = await self._generator(plan.ref)
         self.registry.mark_used(plan.ref)  # in memory: custom styles unused for long can be pruned
@@ -367,7 +371,7 @@ class AvatarService:
         self.metrics.cache_lookup("reply", cached is not None)
         if cached is not None:
             self._cache.move_to_end(key)
-            return cached
+            return _in_language(cached, locale)
         z = plan.latents(gen.latent_dim)
         if plan.hair or plan.eyes:
             # The edit moves each latent on its own, before the batch: a face's bytes do not depend on
@@ -386,11 +390,19 @@ class AvatarService:
             self.seconds_per_face = 0.9 * self.seconds_per_face + 0.1 * (now - self._last_reply) / max(1, plan.cost)
         self._last_reply = now
         self.served += 1
+        entry: dict[str | None, Reply] = {None: reply}
         if self.limits.cache_size:
-            self._cache[key] = reply
+            self._cache[key] = entry
             while len(self._cache) > self.limits.cache_size:
                 self._cache.popitem(last=False)
-        return reply
+        return _in_language(entry, locale)
+
+
+def _in_language(entry: dict[str | None, Reply], locale: str) -> Reply:
+    """A cached reply's texts in ``locale`` (``Reply.localized``), rendered once per language."""
+    if locale not in entry:
+        entry[locale] = entry[None].localized(locale)
+    return entry[locale]
 
 
 def _background_priority() -> None:

@@ -20,19 +20,19 @@ from collections import Counter
 from functools import partial
 from typing import Any, Protocol
 
-from bot.errors import ErrorKind, UserError
-from bot.progress import describe_job, format_size, format_wait, progress_text
+from bot.errors import RESTARTING, ErrorKind, UserError
+from bot.i18n import DEFAULT, Text, _, ngettext, render
+from bot.progress import describe_job, format_size, progress_text, wait_text
 from bot.registry import StyleRegistry, job_scope
 from bot.replies import Command
 from bot.text import ECHO_LIMIT, clip, clip_list, echo, text_length
 from gan.styles import StyleError
 from training.ingest import notify_when_queued
 from training.jobs import SUCCEEDED, Job, JobError, JobEvent, JobManager
-from training.prepare import PrepareReport
 
 log = logging.getLogger(__name__)
 
-PER_CHAT = "Custom styles belong to a server or group chat: use this command there."
+PER_CHAT = _("Custom styles belong to a server or group chat: use this command there.")
 MAX_STYLE_NAME = 32  # gan.styles.STYLE_NAME: no style has a longer name
 
 
@@ -68,38 +68,46 @@ class ProgressChannel(Protocol):
 
 
 REFUSALS = {
-    "unavailable": "Custom styles are unavailable: the default style is not installed.",
-    "bad_name": "Invalid style name {name!r}: use 1-32 lowercase letters, digits and '-', starting with a "
-                "letter or digit.",
-    "reserved_name": "'{name}' is the name of a built-in style; choose another name.",
-    "bad_steps": "The step budget must be between {low} and {high}.",
-    "busy": "Style '{name}' is already {doing} here; wait for it to finish or cancel it.",
-    "name_taken": "A style named '{name}' already exists here; delete it first or choose another name.",
-    "quota": "This server or chat already has {limit} custom styles, the most it may have; free a slot by "
-             "deleting one first (/style delete on Discord, /style_delete on Telegram).",
-    "queue_full": "The training queue is full; please try again later.",
-    "daily_limit": "You have started {count} training jobs in the last 24 hours, the most allowed is {limit}; "
-                   "you can train again in {wait}.",
-    "upload_cooldown": "You can send one training upload every {cooldown}; please wait {wait} before sending "
-                       "another.",
-    "bad_upload": "Upload refused: {problem}.",
-    "no_active_job": "No style is training here.",
-    "finishing": "Style '{name}' is finishing right now; try again in a moment.",
-    "no_such_style": "There is no custom style named '{name}' here.",
-    "unknown_style": "Unknown style '{name}'.",
+    "unavailable": _("Custom styles are unavailable: the default style is not installed."),
+    "bad_name": _("Invalid style name {quoted}: use 1-32 lowercase letters, digits and '-', starting with a "
+                  "letter or digit."),
+    "reserved_name": _("'{name}' is the name of a built-in style; choose another name."),
+    "bad_steps": _("The step budget must be between {low} and {high}."),
+    "busy": _("Style '{name}' is already {doing} here; wait for it to finish or cancel it."),
+    "name_taken": _("A style named '{name}' already exists here; delete it first or choose another name."),
+    "quota": _("This server or chat already has {limit} custom styles, the most it may have; free a slot by "
+               "deleting one first (/style delete on Discord, /style_delete on Telegram)."),
+    "queue_full": _("The training queue is full; please try again later."),
+    "daily_limit": _("You have started {count} training jobs in the last 24 hours, the most allowed is {limit}; "
+                     "you can train again in {wait}."),
+    "upload_cooldown": _("You can send one training upload every {cooldown}; please wait {wait} before sending "
+                         "another."),
+    "bad_upload": _("Upload refused: {problem}."),
+    "no_active_job": _("No style is training here."),
+    "finishing": _("Style '{name}' is finishing right now; try again in a moment."),
+    "no_such_style": _("There is no custom style named '{name}' here."),
+    "unknown_style": _("Unknown style '{name}'."),
 }
 
 
-def refusal_text(exc: JobError) -> str:
-    """What a refused style command says to the admin."""
+def refusal(exc: JobError) -> Text:
+    """What a refused style command says to the admin, to render in their language. The upload
+    problem (``bad_upload``) is worded by the training side, in English."""
     details = dict(exc.details)
     if "running" in details:
-        details["doing"] = "training" if details["running"] else "queued"
+        details["doing"] = _("training") if details["running"] else _("queued")
     if "wait_s" in details:
-        details["wait"] = format_wait(details["wait_s"])
+        details["wait"] = wait_text(details["wait_s"])
     if "cooldown_s" in details:
-        details["cooldown"] = format_wait(details["cooldown_s"])
+        details["cooldown"] = wait_text(details["cooldown_s"])
+    if "name" in details:
+        details["quoted"] = repr(details["name"])
     return REFUSALS[exc.reason].format(**details)
+
+
+def refusal_text(exc: JobError, locale: str = DEFAULT) -> str:
+    """What a refused style command says to the admin, in ``locale``."""
+    return refusal(exc).render(locale)
 
 
 def _user_error(exc: JobError) -> UserError:
@@ -107,13 +115,19 @@ def _user_error(exc: JobError) -> UserError:
         kind = ErrorKind(exc.kind)
     except ValueError:
         kind = ErrorKind.BAD_INPUT
-    return UserError(kind, refusal_text(exc), exc.details.get("wait_s"))
+    return UserError(kind, refusal(exc), exc.details.get("wait_s"))
 
 
-def upload_summary(job: Job) -> str:
-    """What ingestion kept and skipped, e.g. ``kept 38 images; skipped: 2 duplicate``."""
+def upload_summary(job: Job, locale: str = DEFAULT) -> str:
+    """What ingestion kept and skipped, e.g. ``kept 38 images; skipped: 2 duplicate`` (the reasons are
+    ``training.prepare``'s words, in English)."""
     report = job.report or {}
-    return PrepareReport(kept=int(report.get("kept", 0)), skipped=Counter(report.get("skipped") or {})).summary()
+    kept, skipped = int(report.get("kept", 0)), Counter(report.get("skipped") or {})
+    text = ngettext("kept {count} image", "kept {count} images", kept).format(count=kept)
+    if skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+        text = _("{kept}; skipped: {reasons}").format(kept=text, reasons=reasons)
+    return text.render(locale)
 
 
 class StyleDesk:
@@ -143,73 +157,79 @@ class StyleDesk:
             return
         if download_limit is not None and download_limit < self.max_upload_bytes:
             if size > download_limit:
-                raise UserError.bad_input(f"That file is {_megabytes(size)} MB; {platform} lets bots download "
-                                          f"files of at most {download_limit / 2**20:g} MB: send a smaller zip.")
+                raise UserError.bad_input(_("That file is {size} MB; {platform} lets bots download files of at "
+                                            "most {limit} MB: send a smaller zip.").format(
+                    size=_megabytes(size), platform=platform, limit=f"{download_limit / 2**20:g}"))
         elif size > self.max_upload_bytes:
-            raise UserError.bad_input(f"That file is {_megabytes(size)} MB; uploads may be at most "
-                                      f"{self.max_upload_bytes / 2**20:g} MB.")
+            raise UserError.bad_input(_("That file is {size} MB; uploads may be at most {limit} MB.").format(
+                size=_megabytes(size), limit=f"{self.max_upload_bytes / 2**20:g}"))
 
     async def train(self, platform: str, chat_id: str, user_id: str, name: str, upload: bytes,
-                    steps: int | None, target: dict[str, Any]) -> str:
-        """Ingest the upload and queue a job; the answer says what was kept and skipped, and when it starts."""
+                    steps: int | None, target: dict[str, Any], locale: str = DEFAULT) -> str:
+        """Ingest the upload and queue a job; the answer says what was kept and skipped, and when it starts.
+        The job's progress messages speak ``locale`` too (kept in its ``reply_to``)."""
         self.check_upload_size(len(upload))
         scope = self._scope(platform, chat_id)
         name = (typed_style(name) or "").lower()
-        reply_to = {**target, "platform": platform}
+        reply_to = {**target, "platform": platform, "locale": locale}
         with notify_when_queued(partial(self._tell_queued, reply_to)):  # uploads are checked one at a time
             job = await self._call(self.jobs.submit(scope, name, upload, requested_by=f"{platform}:{user_id}",
                                                     steps=steps, reply_to=reply_to))
-        when = ("Training starts now" if job.queue_position is None
-                else f"It is number {job.queue_position} in the training queue")
-        return (f"Training style '{job.name}' ({job.total_steps} steps) from your upload: {upload_summary(job)}. "
-                f"{when}; a progress message shows how it goes.")
+        when = (_("Training starts now") if job.queue_position is None
+                else _("It is number {position} in the training queue").format(position=job.queue_position))
+        return _("Training style '{name}' ({steps} steps) from your upload: {summary}. {when}; a progress message "
+                 "shows how it goes.").format(name=job.name, steps=job.total_steps,
+                                              summary=upload_summary(job, locale), when=when).render(locale)
 
-    def list_text(self, platform: str, chat_id: str, bold: bool = False, limit: int | None = None) -> str:
+    def list_text(self, platform: str, chat_id: str, bold: bool = False, limit: int | None = None,
+                  locale: str = DEFAULT) -> str:
         """The chat's styles, built-in and custom, the default marked, then what its custom styles
         take on disk (e.g. "Custom styles here: 3 styles, 41 MB"); within ``limit`` characters (a
         platform's message limit) the style lines that do not fit end as "... and N more"."""
         lines = []
         for entry in self.registry.entries(platform, chat_id):
             name = f"**{entry.name}**" if bold else entry.name
-            tags = [t for t, on in (("default", entry.default), ("custom", entry.custom)) if on]
+            tags = [t.render(locale) for t, on in ((_("default"), entry.default), (_("custom"), entry.custom)) if on]
             line = name + (f" ({', '.join(tags)})" if tags else "")
-            lines.append(line + (f": {entry.description}" if entry.description else ""))
-        footer = self._usage_line(platform, chat_id)
-        text = "\n".join(lines + ([footer] if footer else [])) or "No styles installed."
+            lines.append(line + (f": {render(entry.description, locale)}" if entry.description else ""))
+        footer = self._usage_line(platform, chat_id, locale)
+        text = "\n".join(lines + ([footer] if footer else [])) or _("No styles installed.").render(locale)
         if limit is None:
             return text
-        listed = clip_list(lines, limit - text_length(footer) - 1 if footer else limit, sep="\n")
+        listed = clip_list(lines, limit - text_length(footer) - 1 if footer else limit, sep="\n", locale=locale)
         return (listed + "\n" + footer if listed and footer else listed) or clip(text, limit)
 
-    def _usage_line(self, platform: str, chat_id: str) -> str:
+    def _usage_line(self, platform: str, chat_id: str, locale: str = DEFAULT) -> str:
         scope, catalogue = job_scope(platform, chat_id), self.registry.catalogue
         count, size = catalogue.usage(scope) if scope and catalogue is not None else (0, 0)
         if not count:
             return ""
-        return f"Custom styles here: {count} style{'s' if count != 1 else ''}, {format_size(size)}"
+        return ngettext("Custom styles here: {count} style, {size}", "Custom styles here: {count} styles, {size}",
+                        count).format(count=count, size=format_size(size)).render(locale)
 
-    async def status_text(self, platform: str, chat_id: str) -> str:
+    async def status_text(self, platform: str, chat_id: str, locale: str = DEFAULT) -> str:
         """The chat's current or latest training job, in one line."""
         job = await self._call(self.jobs.status(self._scope(platform, chat_id)))
-        return describe_job(job) if job is not None else "No style has been trained here yet."
+        return (describe_job(job, locale) if job is not None
+                else _("No style has been trained here yet.").render(locale))
 
-    async def cancel(self, platform: str, chat_id: str, user_id: str) -> str:
+    async def cancel(self, platform: str, chat_id: str, user_id: str, locale: str = DEFAULT) -> str:
         """Cancel the chat's active job."""
         job = await self._call(self.jobs.cancel(self._scope(platform, chat_id), by=f"{platform}:{user_id}"))
-        return describe_job(job)
+        return describe_job(job, locale)
 
-    async def delete(self, platform: str, chat_id: str, name: str) -> str:
+    async def delete(self, platform: str, chat_id: str, name: str, locale: str = DEFAULT) -> str:
         """Delete one of the chat's custom styles."""
         name = (typed_style(name) or "").lower()
         await self._call(self.jobs.styles.delete_style(self._scope(platform, chat_id), name))
-        return f"Style '{name}' deleted."
+        return _("Style '{name}' deleted.").format(name=name).render(locale)
 
-    async def set_default(self, platform: str, chat_id: str, name: str) -> str:
+    async def set_default(self, platform: str, chat_id: str, name: str, locale: str = DEFAULT) -> str:
         """Make a built-in or custom style the chat's default."""
         name = (typed_style(name) or "").lower()
         await self._call(self.jobs.styles.set_default(self._scope(platform, chat_id), name,
                                                       builtin=self.registry.builtin_names))
-        return f"'{name}' is now the default style here."
+        return _("'{name}' is now the default style here.").format(name=name).render(locale)
 
     def custom_names(self, platform: str, chat_id: str) -> list[str]:
         """The chat's custom style names (for autocompletion; never blocks)."""
@@ -241,7 +261,7 @@ class StyleDesk:
         except JobError as exc:
             raise _user_error(exc) from None
         except RuntimeError:  # the job manager is not running: the bot is starting or stopping
-            raise UserError(ErrorKind.BUSY, "I'm restarting right now: please try again in a minute.", 60) from None
+            raise UserError(ErrorKind.BUSY, RESTARTING, 60) from None
 
     # -- progress ---------------------------------------------------------------------------------
 
@@ -253,7 +273,8 @@ class StyleDesk:
         channel = self._channels.get(str(target.get("platform")))
         if channel is None:
             return
-        text = progress_text(event)
+        locale = str(target.get("locale") or DEFAULT)  # the language of whoever started the job
+        text = progress_text(event, locale=locale)
         if "message" not in target:
             posted = await channel.post(target, text)
             if self._moved.get(job.id, target) is not target:
@@ -268,7 +289,7 @@ class StyleDesk:
             if job.status == SUCCEEDED:
                 await self._load_style(job)
             await channel.edit(target, text)
-            await channel.announce(target, self._final_text(job, channel), event.sample_png)
+            await channel.announce(target, self._final_text(job, channel, locale), event.sample_png)
             return
         if event.kind == "sample":
             await channel.edit(target, self._texts.get(job.id, text), event.sample_png)
@@ -280,8 +301,10 @@ class StyleDesk:
         """Tell the chat that its upload waits for others to be checked first."""
         channel = self._channels.get(str(target.get("platform")))
         if channel is not None:
-            others = f"{ahead} other upload{'' if ahead == 1 else 's'}"
-            await channel.announce(target, f"Your upload is queued behind {others}; it is checked when its turn comes.")
+            text = ngettext("Your upload is queued behind {count} other upload; it is checked when its turn comes.",
+                            "Your upload is queued behind {count} other uploads; it is checked when its turn comes.",
+                            ahead).format(count=ahead)
+            await channel.announce(target, text.render(str(target.get("locale") or DEFAULT)))
 
     async def _load_style(self, job: Job) -> None:
         """Load a new style's generator before saying it is ready, so that its first avatar needs no wait."""
@@ -294,8 +317,8 @@ class StyleDesk:
             pass  # logged by the registry; requests for the style are told it is not available
 
     @staticmethod
-    def _final_text(job: Job, channel: ProgressChannel) -> str:
+    def _final_text(job: Job, channel: ProgressChannel, locale: str = DEFAULT) -> str:
         if job.status == SUCCEEDED:
             usage = channel.command_line(Command("avatar", (("style", job.name),)))
-            return f"Style '{job.name}' is ready: try {usage} here."
-        return describe_job(job)
+            return _("Style '{name}' is ready: try {usage} here.").format(name=job.name, usage=usage).render(locale)
+        return describe_job(job, locale)

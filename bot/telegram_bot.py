@@ -22,6 +22,9 @@ with Telegram at start and refuses any POST without that token.
 
 Inline mode (``@bot alice`` in any chat) is ``bot.inline``; with ``TELEGRAM_CACHE_CHAT_ID`` its faces'
 file ids are kept in the database (``bot.photo_cache``), opened at start and closed at stop.
+
+Replies speak the sender's language (their ``language_code``, ``bot.i18n``); the command menu is set
+once per language (``setMyCommands`` with ``language_code``), English for everyone else.
 """
 
 from __future__ import annotations
@@ -39,17 +42,18 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Callb
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
+from bot.i18n import DEFAULT, LANGUAGES, _, normalize_locale
 from bot.inline import InlineFaces
 from bot.photo_cache import PhotoCache
 from bot.replies import COLOUR_ROW, Command, Reply
-from bot.requests import AvatarRequest, looks_like_seed, whole_number
+from bot.requests import BOTH, AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
 from bot.styles import StyleDesk, typed_style
 from bot.text import clip, echo, fit
 
 log = logging.getLogger(__name__)
 
-HELP = """Anime avatar faces from a GAN. The same seed always gives the same face, here and on Discord.
+HELP = _("""Anime avatar faces from a GAN. The same seed always gives the same face, here and on Discord.
 
 /avatar - a random face
 /avatar 42 - the face of seed 42 (0 to 9223372036854775807)
@@ -65,21 +69,22 @@ Admins train custom styles for this chat: send a .zip of pictures as a file with
 /train <name>, then /style_status, /style_cancel, /style_delete <name>, /style_default <name>.
 
 Buttons: Reroll a new face, Variations four nearby faces, Upscale a 512 px file, Morph a GIF;
-under a face, one per hair colour redraws it with that hair."""
+under a face, one per hair colour redraws it with that hair.""")
 
 COMMANDS = [
-    BotCommand("avatar", "Draw a face: /avatar [seed or name] [style=] [count=] [truncation=] [hair=] [eyes=]"),
-    BotCommand("morph", "Animated morph between two faces: /morph 42 Alice"),
-    BotCommand("styles", "The styles you can draw in"),
-    BotCommand("train", "Admins: send a .zip of pictures with the caption /train <name>"),
-    BotCommand("style_status", "Admins: how the style training is going"),
-    BotCommand("style_cancel", "Admins: stop the style training"),
-    BotCommand("style_delete", "Admins: delete a custom style: /style_delete <name>"),
-    BotCommand("style_default", "Admins: the style /avatar uses here: /style_default <name>"),
-    BotCommand("help", "How to use this bot"),
+    ("avatar", _("Draw a face: /avatar [seed or name] [style=] [count=] [truncation=] [hair=] [eyes=]")),
+    ("morph", _("Animated morph between two faces: /morph 42 Alice")),
+    ("styles", _("The styles you can draw in")),
+    ("train", _("Admins: send a .zip of pictures with the caption /train <name>")),
+    ("style_status", _("Admins: how the style training is going")),
+    ("style_cancel", _("Admins: stop the style training")),
+    ("style_delete", _("Admins: delete a custom style: /style_delete <name>")),
+    ("style_default", _("Admins: the style /avatar uses here: /style_default <name>")),
+    ("help", _("How to use this bot")),
 ]
 TRAIN_CAPTION = re.compile(r"^/train(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
-TRAIN_USAGE = "Send a .zip of pictures as a file with the caption /train <name> (or reply /train <name> to it)."
+TRAIN_USAGE = _("Send a .zip of pictures as a file with the caption /train <name> (or reply /train <name> to it).")
+NO_LONGER_WORKS = _("That button no longer works; try /avatar.")
 OPTIONS = ("style", "count", "truncation", "variation", "name", "seed", "hair", "eyes")
 CHAT_ACTION = {"photo": ChatAction.UPLOAD_PHOTO, "document": ChatAction.UPLOAD_DOCUMENT,
                "animation": ChatAction.UPLOAD_DOCUMENT}
@@ -90,6 +95,17 @@ ALERT_LIMIT = int(CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH)  # 200
 # Bots download files of at most 20 MB through the Bot API (getFile): the cap on uploads here, whatever
 # STYLE_MAX_UPLOAD_MB allows. In MB of 2**20 bytes, as the answers count them.
 DOWNLOAD_LIMIT = 20 * 2**20
+
+
+def bot_commands(locale: str = DEFAULT) -> list[BotCommand]:
+    """The command menu in ``locale``."""
+    return [BotCommand(name, description.render(locale)) for name, description in COMMANDS]
+
+
+def _locale(update: object) -> str:
+    """The language to answer the sender of ``update`` in."""
+    user = update.effective_user if isinstance(update, Update) else None
+    return normalize_locale(user.language_code if user is not None else None)
 
 
 def command_line(command: Command) -> str:
@@ -110,15 +126,15 @@ def parse_options(words: list[str]) -> dict[str, str]:
         if sep:
             key = key.strip().lower()
             if key not in OPTIONS:
-                raise UserError.bad_input(f"Unknown option {echo(key)!r}: use style=, count=, truncation=, "
-                                          "variation=, hair= or eyes=.")
+                raise UserError.bad_input(_("Unknown option {option}: use style=, count=, truncation=, variation=, "
+                                            "hair= or eyes=.").format(option=repr(echo(key))))
             options[key] = value
         else:
             free.append(word)
     if free:
         text = " ".join(free)
         if "seed" in options or "name" in options:
-            raise UserError.bad_input("Give a seed or a name, not both.")
+            raise UserError.bad_input(BOTH)
         options["seed" if looks_like_seed(text) else "name"] = text
     return options
 
@@ -186,19 +202,20 @@ class TelegramHandlers:
     @staticmethod
     def _request(update: Update, **options) -> AvatarRequest:
         options["style"] = typed_style(options.get("style"))  # text too long to name a style is quoted back cut
-        return AvatarRequest("telegram", str(update.effective_user.id), str(update.effective_chat.id), **options)
+        return AvatarRequest("telegram", str(update.effective_user.id), str(update.effective_chat.id),
+                             locale=_locale(update), **options)
 
     @staticmethod
-    async def _reply(message: Message, text: str) -> None:
+    async def _reply(update: Update, text: str) -> None:
         """Reply with ``text`` fitted to Telegram's message limit."""
-        await message.reply_text(fit(text, TEXT_LIMIT))
+        await update.effective_message.reply_text(fit(text, TEXT_LIMIT, _locale(update)))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await update.effective_message.reply_text(HELP)
+        await update.effective_message.reply_text(HELP.render(_locale(update)))
 
     async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(self.desk.list_text("telegram", str(update.effective_chat.id),
-                                                                      limit=TEXT_LIMIT))
+                                                                      limit=TEXT_LIMIT, locale=_locale(update)))
 
     # -- custom styles ----------------------------------------------------------------------------
 
@@ -208,14 +225,14 @@ class TelegramHandlers:
         if chat.type == ChatType.PRIVATE:
             if user.id in self.admin_ids:
                 return False
-            message = ("Sorry, only the bot's owners can train styles in a private chat. In a group, "
-                       "its admins can.")
+            message = _("Sorry, only the bot's owners can train styles in a private chat. In a group, its admins "
+                        "can.")
         else:
             member = await context.bot.get_chat_member(chat.id, user.id)
             if member.status in (ChatMember.ADMINISTRATOR, ChatMember.OWNER):
                 return False
-            message = "Sorry, only this group's admins can manage its styles."
-        await update.effective_message.reply_text(message)
+            message = _("Sorry, only this group's admins can manage its styles.")
+        await update.effective_message.reply_text(message.render(_locale(update)))
         return True
 
     async def _answer(self, update: Update, coro) -> None:
@@ -223,8 +240,8 @@ class TelegramHandlers:
         try:
             text = await coro
         except UserError as exc:
-            text = str(exc)
-        await self._reply(update.effective_message, text)
+            text = exc.render(_locale(update))
+        await self._reply(update, text)
 
     async def train_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A document captioned ``/train <name> [steps]``."""
@@ -239,16 +256,17 @@ class TelegramHandlers:
         message = update.effective_message
         document_message = message.reply_to_message
         if document_message is None or document_message.document is None:
-            await message.reply_text(TRAIN_USAGE)
+            await message.reply_text(TRAIN_USAGE.render(_locale(update)))
             return
         await self._train(update, context, document_message, list(context.args or []))
 
     async def _train(self, update: Update, context: ContextTypes.DEFAULT_TYPE, document_message: Message,
                      words: list[str]) -> None:
         message = update.effective_message
+        locale = _locale(update)
         steps = whole_number(words[1]) if len(words) == 2 else None
         if not 1 <= len(words) <= 2 or (len(words) == 2 and (steps is None or steps < 1)):
-            await message.reply_text(TRAIN_USAGE)
+            await message.reply_text(TRAIN_USAGE.render(locale))
             return
         if await self._refused(update, context):
             return
@@ -259,23 +277,24 @@ class TelegramHandlers:
             await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
             upload = bytes(await (await document.get_file()).download_as_bytearray())
             text = await self.desk.train("telegram", str(chat_id), str(update.effective_user.id), words[0], upload,
-                                         steps,
-                                         {"chat": chat_id, "reply_to": message.message_id})
+                                         steps, {"chat": chat_id, "reply_to": message.message_id}, locale)
         except UserError as exc:
-            text = str(exc)
+            text = exc.render(locale)
         except TelegramError as exc:
             log.warning("could not download document %s: %s", document.file_name, exc)
-            text = f"I could not download that file from Telegram ({exc.message}); please try again."
-        await self._reply(message, text)
+            text = _("I could not download that file from Telegram ({error}); please try again.").format(
+                error=exc.message).render(locale)
+        await self._reply(update, text)
 
     async def style_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not await self._refused(update, context):
-            await self._answer(update, self.desk.status_text("telegram", str(update.effective_chat.id)))
+            await self._answer(update, self.desk.status_text("telegram", str(update.effective_chat.id),
+                                                             _locale(update)))
 
     async def style_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not await self._refused(update, context):
             await self._answer(update, self.desk.cancel("telegram", str(update.effective_chat.id),
-                                                        str(update.effective_user.id)))
+                                                        str(update.effective_user.id), _locale(update)))
 
     async def style_delete(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._named(update, context, "/style_delete <name>", self.desk.delete)
@@ -289,7 +308,7 @@ class TelegramHandlers:
         else:
             old, new = message.migrate_from_chat_id, message.chat.id
         try:
-            await self.desk.move_chat("telegram", str(old), str(new), {"chat": new})
+            await self.desk.move_chat("telegram", str(old), str(new), {"chat": new, "locale": _locale(update)})
         except UserError as exc:  # the bot is starting or stopping: nothing moved
             log.warning("chat %s became %s, but its styles could not move now: %s", old, new, exc)
 
@@ -298,9 +317,10 @@ class TelegramHandlers:
 
     async def _named(self, update: Update, context: ContextTypes.DEFAULT_TYPE, usage: str, action) -> None:
         if len(context.args or []) != 1:
-            await update.effective_message.reply_text(f"Use {usage}.")
+            await update.effective_message.reply_text(_("Use {usage}.").format(usage=usage).render(_locale(update)))
         elif not await self._refused(update, context):
-            await self._answer(update, action("telegram", str(update.effective_chat.id), context.args[0]))
+            await self._answer(update, action("telegram", str(update.effective_chat.id), context.args[0],
+                                              _locale(update)))
 
     async def avatar(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._serve_words(update, context, list(context.args or []))
@@ -313,7 +333,7 @@ class TelegramHandlers:
         try:
             options = parse_options(words)
         except UserError as exc:
-            await self._reply(update.effective_message, str(exc))
+            await self._reply(update, exc.render(_locale(update)))
             return
         await self.serve(update, context, self._request(update, **options))
 
@@ -322,10 +342,11 @@ class TelegramHandlers:
         try:
             options = parse_options([w for w in (context.args or []) if "=" in w])
         except UserError as exc:
-            await self._reply(update.effective_message, str(exc))
+            await self._reply(update, exc.render(_locale(update)))
             return
         if not 1 <= len(words) <= 2:
-            await update.effective_message.reply_text("Use /morph A B with two seeds or names, e.g. /morph 42 Alice")
+            await update.effective_message.reply_text(
+                _("Use /morph A B with two seeds or names, e.g. /morph 42 Alice").render(_locale(update)))
             return
         await self.serve(update, context, self._request(
             update, kind="morph", seed=words[0], target=words[1] if len(words) > 1 else None,
@@ -337,10 +358,10 @@ class TelegramHandlers:
         try:
             action = Action.decode(query.data or "")
         except ValueError:
-            await query.answer("That button no longer works; try /avatar.", show_alert=True)
+            await query.answer(NO_LONGER_WORKS.render(_locale(update)), show_alert=True)
             return
         request = AvatarRequest.from_action(action, "telegram", str(query.from_user.id),
-                                            str(update.effective_chat.id))
+                                            str(update.effective_chat.id), _locale(update))
         await self.serve(update, context, request)
 
     async def serve(self, update: Update, context: ContextTypes.DEFAULT_TYPE, request: AvatarRequest) -> None:
@@ -348,13 +369,14 @@ class TelegramHandlers:
         query = update.callback_query
         message = update.effective_message
         chat_id = update.effective_chat.id
+        locale = request.locale
         try:
             job = self.service.admit(request)
         except UserError as exc:
             if query is not None:
-                await query.answer(fit(str(exc), ALERT_LIMIT), show_alert=True)
+                await query.answer(fit(exc.render(locale), ALERT_LIMIT, locale), show_alert=True)
             else:
-                await self._reply(message, str(exc))
+                await self._reply(update, exc.render(locale))
             return
         async with job:
             try:
@@ -365,11 +387,11 @@ class TelegramHandlers:
                 await self._send(context, chat_id, reply, None if query is not None else message.message_id)
                 job.sent()
             except UserError as exc:
-                await context.bot.send_message(chat_id, fit(str(exc), TEXT_LIMIT))
+                await context.bot.send_message(chat_id, fit(exc.render(locale), TEXT_LIMIT, locale))
             except Exception:
                 log.exception("could not answer Telegram update %s (%s)", update.update_id, request.kind)
                 try:
-                    await context.bot.send_message(chat_id, APOLOGY)
+                    await context.bot.send_message(chat_id, APOLOGY.render(locale))
                 except Exception:  # noqa: BLE001 - already logged above
                     pass
 
@@ -390,7 +412,7 @@ class TelegramHandlers:
         log.error("Telegram update failed", exc_info=context.error)
         if isinstance(update, Update) and update.effective_chat is not None:
             try:
-                await context.bot.send_message(update.effective_chat.id, APOLOGY)
+                await context.bot.send_message(update.effective_chat.id, APOLOGY.render(_locale(update)))
             except Exception:  # noqa: BLE001 - already logged above
                 pass
 
@@ -441,7 +463,9 @@ class TelegramPlatform:
     async def start(self) -> asyncio.Task | None:
         await self.app.initialize()
         self.desk.add_channel("telegram", TelegramProgress(self.app.bot))
-        await self.app.bot.set_my_commands(COMMANDS)
+        for language in LANGUAGES:  # English for every language without its own menu
+            await self.app.bot.set_my_commands(bot_commands(language),
+                                               language_code=None if language == DEFAULT else language)
         if self.photos is not None:
             await self.photos.open()
         allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]

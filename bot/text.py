@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.i18n import DEFAULT, _
+
 ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 ECHO_LIMIT = 40  # user text (a style name, an option) quoted back in a message
 
@@ -37,9 +39,10 @@ def echo(text: str, limit: int = ECHO_LIMIT) -> str:
     return clip(" ".join(str(text).split()), limit)
 
 
-def clip_list(items: Sequence[str], limit: int, sep: str = ", ") -> str:
+def clip_list(items: Sequence[str], limit: int, sep: str = ", ", locale: str = DEFAULT) -> str:
     """``items`` joined by ``sep`` in ``limit``; those that do not fit become "... and N more" (on a
-    line of its own when ``sep`` is a line break). "" when not even the first item fits with it."""
+    line of its own when ``sep`` is a line break; in ``locale``). "" when not even the first item fits
+    with it."""
     joined = sep.join(items)
     if text_length(joined) <= limit:
         return joined
@@ -47,23 +50,24 @@ def clip_list(items: Sequence[str], limit: int, sep: str = ", ") -> str:
     best, used = "", 0
     for kept in range(1, len(items)):
         used += text_length(items[kept - 1]) + (text_length(sep) if kept > 1 else 0)
-        more = f"{joiner}{ELLIPSIS} and {len(items) - kept} more"
+        more = joiner + _("{ellipsis} and {count} more").format(ellipsis=ELLIPSIS,
+                                                                count=len(items) - kept).render(locale)
         if used + text_length(more) > limit:
             break
         best = sep.join(items[:kept]) + more
     return best
 
 
-def fit(text: str, limit: int) -> str:
+def fit(text: str, limit: int, locale: str = DEFAULT) -> str:
     """A message within a platform's ``limit``: a trailing list ("...: a, b, c.") keeps the items
-    that fit and ends "... and N more."; any other text is cut with an ellipsis."""
+    that fit and ends "... and N more." (in ``locale``); any other text is cut with an ellipsis."""
     if text_length(text) <= limit:
         return text
     head, sep, tail = text.rpartition(": ")
-    end = "." if tail.endswith(".") else ""
+    end = tail[-1] if tail.endswith((".", "\N{IDEOGRAPHIC FULL STOP}")) else ""
     items = tail[: len(tail) - len(end)].split(", ")
     if sep and len(items) > 1 and "\n" not in tail:
-        shortened = clip_list(items, limit - text_length(head + sep + end))
+        shortened = clip_list(items, limit - text_length(head + sep + end), locale=locale)
         if shortened:
             return head + sep + shortened + end
     return clip(text, limit)

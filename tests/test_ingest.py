@@ -92,6 +92,8 @@ async def test_the_child_runs_at_the_lowest_priority_with_its_memory_capped(tmp_
     task = asyncio.create_task(ingest_upload(src, tmp_path / "out", limits))
     pid = await blocked_child()
     assert address_space_cap(pid) == str(700 << 20)
+    # It runs only on a core the bot's threads leave idle (the policy was set before its imports).
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     # In the bot's session (Linux gives each session an equal CPU share, whatever its nice values),
     # but not its process group (a Ctrl+C to the bot's terminal is for the bot).
     assert os.getsid(pid) == os.getsid(0) and os.getpgid(pid) == pid != os.getpgid(0)
@@ -202,7 +204,7 @@ async def test_a_queued_upload_is_announced_in_its_chat_and_a_refusal_is_one_lin
         few = zip_of(make_image_folder(tmp_path / "few", 5, seed=3))
         task_b = asyncio.create_task(desk.train("discord", "2", "7", "blue", few, None, {"channel": 42}))
         await until(lambda: channel.announced, "the notice in the chat")
-        assert channel.announced == [({"channel": 42, "platform": "discord"},
+        assert channel.announced == [({"channel": 42, "platform": "discord", "locale": "en"},
                                        "Your upload is queued behind 1 other upload; "
                                        "it is checked when its turn comes.")]
         await release(first)

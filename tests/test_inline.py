@@ -136,7 +136,7 @@ def test_a_burst_of_typing_gets_one_answer_for_the_last_query(inline_bot):
 @pytest.mark.parametrize("query, says", [
     ("x" * 300, "too long"),  # Telegram sends at most 256 characters; longer is still handled
     ("alice colour=blue", "Unknown option"),
-    ("count=4 alice", SINGLE_FACES),
+    ("count=4 alice", str(SINGLE_FACES)),
     ("style=nosuchstyle", "name or a number"),
 ])
 def test_bad_queries_get_one_line_and_draw_nothing(inline_bot, query, says):
@@ -169,7 +169,7 @@ def test_cache_survives_a_restart_and_without_a_cache_chat_inline_says_so(inline
 
     inline.start()  # no TELEGRAM_CACHE_CHAT_ID
     answer = ask(tg, "frank")
-    assert answer.json_param("results") == [] and answer.json_param("button")["text"] == NOT_SET_UP
+    assert answer.json_param("results") == [] and answer.json_param("button")["text"] == str(NOT_SET_UP)
     assert inline.bot.stop() == 0
 
     inline.start(telegram_cache_chat_id=STORAGE)

@@ -307,11 +307,11 @@ class FakeDiscord:
         raise KeyError(f"command /{name} was not synced")
 
     def _base_payload(self, itype: int, user_id: int, guild_id: int | None, channel_id: int | None,
-                      permissions: int = MEMBER_PERMISSIONS) -> dict:
+                      permissions: int = MEMBER_PERMISSIONS, locale: str = "en-US") -> dict:
         iid, token = snowflake(), f"itoken-{snowflake()}"
         channel_id = channel_id or (777 if guild_id else 9000 + int(user_id) % 1000)
         payload = {"id": iid, "application_id": self.app_id, "type": itype, "token": token, "version": 1,
-                   "channel_id": str(channel_id), "locale": "en-US", "entitlements": [],
+                   "channel_id": str(channel_id), "locale": locale, "entitlements": [],
                    "attachment_size_limit": 10 * 1024 * 1024, "app_permissions": "2248473465835073",
                    "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)}}
         user = user_payload(user_id)
@@ -349,13 +349,14 @@ class FakeDiscord:
 
     def slash(self, name: str, options: dict[str, Any] | None = None, user_id: int = 1001,
               guild_id: int | None = 555, channel_id: int | None = None,
-              permissions: int = MEMBER_PERMISSIONS) -> Interaction:
-        """Dispatch ``/name`` with ``options`` as ``user_id`` (in a server, or a DM when guild_id is None).
+              permissions: int = MEMBER_PERMISSIONS, locale: str = "en-US") -> Interaction:
+        """Dispatch ``/name`` with ``options`` as ``user_id`` (in a server, or a DM when guild_id is None),
+        whose Discord client is set to ``locale``.
         ``name`` may name a subcommand (``"style train"``); an option whose value comes from
         ``attachment()`` is sent as an attachment, resolved in the payload."""
         top, _, sub = name.partition(" ")
         cmd = self._command(top, str(guild_id) if guild_id else None)
-        payload = self._base_payload(2, user_id, guild_id, channel_id, permissions)
+        payload = self._base_payload(2, user_id, guild_id, channel_id, permissions, locale)
         options = dict(options or {})
         attachments = {k: v for k, v in options.items() if isinstance(v, dict) and "url" in v}
         options.update({k: v["id"] for k, v in attachments.items()})
@@ -380,10 +381,10 @@ class FakeDiscord:
         return self.dispatch(payload)
 
     def click(self, message: SentMessage, custom_id: str, user_id: int = 1001,
-              guild_id: int | None = 555) -> Interaction:
+              guild_id: int | None = 555, locale: str = "en-US") -> Interaction:
         """Press the button ``custom_id`` under ``message``."""
         assert custom_id in message.custom_ids, f"no button {custom_id!r} under that message"
-        payload = self._base_payload(3, user_id, guild_id, int(message.message["channel_id"]))
+        payload = self._base_payload(3, user_id, guild_id, int(message.message["channel_id"]), locale=locale)
         payload["data"] = {"custom_id": custom_id, "component_type": 2}
         payload["message"] = message.message
         return self.dispatch(payload)

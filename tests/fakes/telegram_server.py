@@ -83,6 +83,7 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}  # file_id -> bytes users uploaded
         self.admins: dict[int, dict[int, str]] = {}  # chat id -> {user id: "administrator" | "creator"}
         self.webhook: dict[str, Any] | None = None  # what setWebhook registered: url, secret_token, ...
+        self.languages: dict[int, str | None] = {}  # user id -> their app's language_code ("en" unless set)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -139,9 +140,15 @@ class FakeTelegram:
             return {"id": chat_id, "type": "group", "title": f"Group {chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"}
 
-    @staticmethod
-    def user(user_id: int) -> dict:
-        return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}", "language_code": "en"}
+    def user(self, user_id: int) -> dict:
+        user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        language = self.languages.get(user_id, "en")
+        return user if language is None else {**user, "language_code": language}
+
+    def set_language(self, user_id: int, language_code: str | None) -> None:
+        """The language ``user_id``'s Telegram app is set to (None: Telegram sends no language_code)."""
+        with self.lock:
+            self.languages[user_id] = language_code
 
     def message_update(self, text: str, user_id: int, chat_id: int | None = None) -> dict:
         chat_id = user_id if chat_id is None else chat_id

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     style_checkpoint_every: int | None = Field(default=None, ge=1)
     style_sample_every: int | None = Field(default=None, ge=1)
     style_progress_interval_s: float | None = Field(default=None, ge=0)
+    # The quality gate (training.gate): auto runs it when Inception weights are at hand (the file below,
+    # or Keras' own copy already downloaded); on runs it always (Keras downloads its weights if needed).
+    style_gate: Literal["auto", "on", "off"] = "auto"
+    style_gate_inception_weights: Path | None = None
+    style_gate_samples: int = Field(default=150, ge=10)
+    style_gate_baseline: Path | None = None  # a style folder or folder of pictures; None: the default style
+    style_pending_days: float = Field(default=7.0, gt=0)
 
     # For tests against local fake servers only.
     discord_api_base: str | None = None
@@ -201,9 +208,32 @@ class Settings(BaseSettings):
                                          max_memory_bytes=self.style_ingest_max_mb * 1024 * 1024,
                                          timeout_s=self.style_ingest_timeout_s),
                            face_cascade=str(self.face_cascade) if self.face_cascade else None,
+                           gate=self.gate_spec(), pending_days=self.style_pending_days,
                            **{k: v for k, v in knobs.items() if v is not None})
+
+    def gate_spec(self):
+        """The quality gate's settings (a ``training.gate.GateSpec``), or None when it is off: with
+        ``STYLE_GATE=auto`` it runs only when Inception weights need no download."""
+        from training.gate import GateSpec
+
+        weights = self.style_gate_inception_weights
+        if self.style_gate == "off":
+            return None
+        if self.style_gate == "auto" and not (weights.is_file() if weights is not None else _keras_inception_cached()):
+            return None
+        return GateSpec(inception_weights=str(weights) if weights is not None else None,
+                        samples=self.style_gate_samples, real_samples=self.style_gate_samples,
+                        baseline=str(self.style_gate_baseline.resolve()) if self.style_gate_baseline else None)
 
     def secrets(self) -> list[str]:
         """The secret values, for log redaction."""
         return [s.get_secret_value() for s in (self.discord_token, self.telegram_token, self.telegram_webhook_secret)
                 if s is not None and s.get_secret_value()]
+
+
+def _keras_inception_cached() -> bool:
+    """Whether Keras has already downloaded its no-top Inception-v3 ImageNet weights."""
+    import os
+
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return (home / "models" / "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5").is_file()

@@ -38,7 +38,7 @@ from bot.i18n import DEFAULT, Text, _, normalize_locale, translations
 from bot.replies import COLOUR_ROW, Command, Reply
 from bot.requests import AvatarRequest
 from bot.service import AvatarService
-from bot.styles import StyleDesk, typed_style
+from bot.styles import StyleDesk, is_gate_button, typed_style
 from bot.text import clip, fit
 from gan.colours import EYE_COLOURS, HAIR_COLOURS
 
@@ -278,11 +278,17 @@ class DiscordProgress:
         else:
             await message.edit(content=_content(text), attachments=[_sample_file(picture)])
 
-    async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
-        if picture is None:
-            await self._channel(target).send(_content(text))
-        else:
-            await self._channel(target).send(_content(text), file=_sample_file(picture))
+    async def announce(self, target: dict, text: str, picture: bytes | None = None,
+                       buttons: list[tuple[str, str]] | None = None) -> None:
+        extra: dict = {}
+        if buttons:
+            view = discord.ui.View(timeout=None)
+            for label, custom_id in buttons:
+                view.add_item(discord.ui.Button(label=label, custom_id=custom_id, style=discord.ButtonStyle.secondary))
+            extra["view"] = view
+        if picture is not None:
+            extra["file"] = _sample_file(picture)
+        await self._channel(target).send(_content(text), **extra)
 
 
 @app_commands.default_permissions(manage_guild=True)  # a hint for the server; checked in code below
@@ -384,6 +390,17 @@ class StyleCog(commands.GroupCog, group_name="style",
         if not await self._refused(interaction):
             await self._answer(interaction, self.desk.set_default("discord", str(interaction.guild_id), name,
                                                                   _locale(interaction)), ephemeral=False)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Publish and Discard under a style the quality gate held back: Manage Server only."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = (interaction.data or {}).get("custom_id")
+        if not is_gate_button(custom_id) or await self._refused(interaction):
+            return
+        await self._answer(interaction, self.desk.gate_button("discord", str(interaction.guild_id), custom_id,
+                                                              _locale(interaction)), ephemeral=False)
 
     @delete.autocomplete("name")
     @default.autocomplete("name")

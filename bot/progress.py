@@ -57,8 +57,9 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def describe_job(job: Job, locale: str = DEFAULT) -> str:
-    """One line for a chat: what the job is doing or how it ended."""
+def describe_job(job: Job, locale: str = DEFAULT, held_back: bool = False) -> str:
+    """One line for a chat: what the job is doing or how it ended (``held_back``: its style waits for an
+    admin to publish it, ``training.gate``)."""
     if job.status == QUEUED:
         if job.queue_position:
             text = _("Style '{name}' is waiting to train (position {position} in the queue).").format(
@@ -68,6 +69,9 @@ def describe_job(job: Job, locale: str = DEFAULT) -> str:
     elif job.status == RUNNING:
         text = _("Training style '{name}': step {step}/{total} ({percent}%).").format(
             name=job.name, step=job.step, total=job.total_steps, percent=job.percent)
+    elif job.status == SUCCEEDED and held_back:
+        text = _("Style '{name}' is trained but held back: an admin can publish it with the Publish button under "
+                 "its message.").format(name=job.name)
     elif job.status == SUCCEEDED:
         text = _("Style '{name}' is ready.").format(name=job.name)
     elif job.status == CANCELLED:
@@ -77,11 +81,11 @@ def describe_job(job: Job, locale: str = DEFAULT) -> str:
     return text.render(locale)
 
 
-def progress_text(event: JobEvent, width: int = BAR_WIDTH, locale: str = DEFAULT) -> str:
+def progress_text(event: JobEvent, width: int = BAR_WIDTH, locale: str = DEFAULT, held_back: bool = False) -> str:
     """A one-line progress message with a bar, e.g. ``Training 'ink' [####--------] 33% ...``."""
     job = event.job
     if job.status != RUNNING:
-        return describe_job(job, locale)
+        return describe_job(job, locale, held_back)
     filled = int(width * event.step / event.total) if event.total else 0
     bar = "#" * filled + "-" * (width - filled)
     eta = format_eta(event.eta_seconds, locale)

@@ -63,8 +63,10 @@ class ProgressChannel(Protocol):
     async def edit(self, target: dict[str, Any], text: str, picture: bytes | None = None) -> None:
         """Update the progress message's text, and show a sample grid PNG when given."""
 
-    async def announce(self, target: dict[str, Any], text: str, picture: bytes | None = None) -> None:
-        """Send a new message (with a picture when given) where the job was started."""
+    async def announce(self, target: dict[str, Any], text: str, picture: bytes | None = None,
+                       buttons: list[tuple[str, str]] | None = None) -> None:
+        """Send a new message (with a picture when given, and ``(label, id)`` buttons under it) where
+        the job was started."""
 
 
 REFUSALS = {
@@ -88,6 +90,25 @@ REFUSALS = {
     "no_such_style": _("There is no custom style named '{name}' here."),
     "unknown_style": _("Unknown style '{name}'."),
 }
+
+
+GATE_PREFIX = "sg1"  # a quality-gate button id: "sg1:p:<style>" (Publish) or "sg1:d:<style>" (Discard)
+GATE_VERBS = {"p": _("Publish"), "d": _("Discard")}
+
+
+def gate_buttons(name: str, locale: str = DEFAULT) -> list[tuple[str, str]]:
+    """The Publish and Discard buttons under a held-back style's message: ``(label, id)``; the id
+    carries the style's name, so they work after a restart (at most 38 characters)."""
+    return [(label.render(locale), f"{GATE_PREFIX}:{verb}:{name}") for verb, label in GATE_VERBS.items()]
+
+
+def is_gate_button(data: str | None) -> bool:
+    """Whether a button id is a quality-gate button."""
+    return bool(data) and data.startswith(GATE_PREFIX + ":")
+
+
+def _ratio(figures: dict[str, Any]) -> str:
+    return f"{float(figures['ratio']):.2f}"
 
 
 def refusal(exc: JobError) -> Text:
@@ -192,6 +213,9 @@ class StyleDesk:
             tags = [t.render(locale) for t, on in ((_("default"), entry.default), (_("custom"), entry.custom)) if on]
             line = name + (f" ({', '.join(tags)})" if tags else "")
             lines.append(line + (f": {render(entry.description, locale)}" if entry.description else ""))
+        scope, catalogue = job_scope(platform, chat_id), self.registry.catalogue
+        for pending in catalogue.pending_names(scope) if scope and catalogue is not None else []:
+            lines.append(_("{name} (held back: not published yet)").format(name=pending).render(locale))
         footer = self._usage_line(platform, chat_id, locale)
         text = "\n".join(lines + ([footer] if footer else [])) or _("No styles installed.").render(locale)
         if limit is None:
@@ -210,7 +234,7 @@ class StyleDesk:
     async def status_text(self, platform: str, chat_id: str, locale: str = DEFAULT) -> str:
         """The chat's current or latest training job, in one line."""
         job = await self._call(self.jobs.status(self._scope(platform, chat_id)))
-        return (describe_job(job, locale) if job is not None
+        return (describe_job(job, locale, self._held_back(job)) if job is not None
                 else _("No style has been trained here yet.").render(locale))
 
     async def cancel(self, platform: str, chat_id: str, user_id: str, locale: str = DEFAULT) -> str:
@@ -223,6 +247,23 @@ class StyleDesk:
         name = (typed_style(name) or "").lower()
         await self._call(self.jobs.styles.delete_style(self._scope(platform, chat_id), name))
         return _("Style '{name}' deleted.").format(name=name).render(locale)
+
+    async def gate_button(self, platform: str, chat_id: str, data: str, locale: str = DEFAULT) -> str:
+        """Publish or discard a style the quality gate held back (a Publish or Discard button; the
+        adapter has checked that an admin pressed it). Returns what to tell the chat."""
+        _prefix, verb, name = (data.split(":", 2) + ["", ""])[:3]
+        if verb not in GATE_VERBS:
+            raise UserError.bad_input(_("This button no longer works."))
+        scope = self._scope(platform, chat_id)
+        record = self.jobs.styles.any_record(scope, name)
+        if record is None or not record.pending:
+            raise UserError.bad_input(_("Style '{name}' is no longer waiting to be published.").format(name=name))
+        if verb == "d":
+            await self._call(self.jobs.styles.delete_style(scope, name))
+            return _("Style '{name}' discarded.").format(name=name).render(locale)
+        await self._call(self.jobs.styles.publish(scope, name))
+        await self._load_style_named(scope, name)
+        return _("Style '{name}' is published: members can draw in it now.").format(name=name).render(locale)
 
     async def set_default(self, platform: str, chat_id: str, name: str, locale: str = DEFAULT) -> str:
         """Make a built-in or custom style the chat's default."""
@@ -274,7 +315,7 @@ class StyleDesk:
         if channel is None:
             return
         locale = str(target.get("locale") or DEFAULT)  # the language of whoever started the job
-        text = progress_text(event, locale=locale)
+        text = progress_text(event, locale=locale, held_back=self._held_back(job))
         if "message" not in target:
             posted = await channel.post(target, text)
             if self._moved.get(job.id, target) is not target:
@@ -289,13 +330,20 @@ class StyleDesk:
             if job.status == SUCCEEDED:
                 await self._load_style(job)
             await channel.edit(target, text)
-            await channel.announce(target, self._final_text(job, channel, locale), event.sample_png)
+            # Publish and Discard only under a held-back style (channels without buttons still work).
+            extra = {"buttons": gate_buttons(job.name, locale)} if self._held_back(job) else {}
+            await channel.announce(target, self._final_text(job, channel, locale), event.sample_png, **extra)
             return
         if event.kind == "sample":
             await channel.edit(target, self._texts.get(job.id, text), event.sample_png)
         elif text != self._texts.get(job.id):
             self._texts[job.id] = text
             await channel.edit(target, text)
+
+    def _held_back(self, job: Job) -> bool:
+        """Whether the job's style is registered but waits for an admin to publish it."""
+        record = self.jobs.styles.any_record(job.scope, job.name) if job.status == SUCCEEDED else None
+        return record is not None and record.pending and record.job_id == job.id
 
     async def _tell_queued(self, target: dict[str, Any], ahead: int) -> None:
         """Tell the chat that its upload waits for others to be checked first."""
@@ -308,7 +356,10 @@ class StyleDesk:
 
     async def _load_style(self, job: Job) -> None:
         """Load a new style's generator before saying it is ready, so that its first avatar needs no wait."""
-        ref = self.registry.custom_ref(job.scope, job.name)
+        await self._load_style_named(job.scope, job.name)
+
+    async def _load_style_named(self, scope: str, name: str) -> None:
+        ref = self.registry.custom_ref(scope, name)
         if ref is None:
             return  # deleted meanwhile
         try:
@@ -316,9 +367,29 @@ class StyleDesk:
         except StyleError:
             pass  # logged by the registry; requests for the style are told it is not available
 
-    @staticmethod
-    def _final_text(job: Job, channel: ProgressChannel, locale: str = DEFAULT) -> str:
-        if job.status == SUCCEEDED:
-            usage = channel.command_line(Command("avatar", (("style", job.name),)))
-            return _("Style '{name}' is ready: try {usage} here.").format(name=job.name, usage=usage).render(locale)
-        return describe_job(job, locale)
+    def _final_text(self, job: Job, channel: ProgressChannel, locale: str = DEFAULT) -> str:
+        if job.status != SUCCEEDED:
+            return describe_job(job, locale)
+        record = self.jobs.styles.any_record(job.scope, job.name)
+        figures = record.gate if record is not None else None
+        if record is not None and record.pending:
+            days = f"{self.jobs.settings.pending_days:g}"
+            if figures is None or "ratio" not in figures:
+                text = _("Style '{name}' could not be compared with the default style, so it is not published: "
+                         "members cannot draw in it until an admin presses Publish. Discard deletes it; "
+                         "unpublished, it is deleted after {days} days.").format(name=job.name, days=days)
+            else:
+                text = _("Style '{name}' came out further from your pictures than the default style: closer to "
+                         "your pictures by {ratio} times than the default style (KID {kid_style}; the default "
+                         "style's {kid_default}). It is not published: members cannot draw in it until an admin "
+                         "presses Publish. Discard deletes it; unpublished, it is deleted after {days} days.").format(
+                    name=job.name, ratio=_ratio(figures), kid_style=figures["kid_style"],
+                    kid_default=figures["kid_default"], days=days)
+            return text.render(locale)
+        usage = channel.command_line(Command("avatar", (("style", job.name),)))
+        text = _("Style '{name}' is ready: try {usage} here.").format(name=job.name, usage=usage).render(locale)
+        if figures is not None and "ratio" in figures:
+            text += " " + _("It is closer to your pictures by {ratio} times than the default style (KID {kid_style}; "
+                            "the default style's {kid_default}).").format(
+                ratio=_ratio(figures), kid_style=figures["kid_style"], kid_default=figures["kid_default"]).render(locale)
+        return text

@@ -48,7 +48,7 @@ from bot.photo_cache import PhotoCache
 from bot.replies import COLOUR_ROW, Command, Reply
 from bot.requests import BOTH, AvatarRequest, looks_like_seed, whole_number
 from bot.service import AvatarService
-from bot.styles import StyleDesk, typed_style
+from bot.styles import StyleDesk, is_gate_button, typed_style
 from bot.text import clip, echo, fit
 
 log = logging.getLogger(__name__)
@@ -183,12 +183,15 @@ class TelegramProgress:
                                       caption=clip(text, CAPTION_LIMIT), reply_parameters=ReplyParameters(
                                           int(target["message"]), allow_sending_without_reply=True))
 
-    async def announce(self, target: dict, text: str, picture: bytes | None = None) -> None:
+    async def announce(self, target: dict, text: str, picture: bytes | None = None,
+                       buttons: list[tuple[str, str]] | None = None) -> None:
+        markup = (InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in buttons]])
+                  if buttons else None)
         if picture is None:
-            await self.bot.send_message(int(target["chat"]), fit(text, TEXT_LIMIT))
+            await self.bot.send_message(int(target["chat"]), fit(text, TEXT_LIMIT), reply_markup=markup)
         else:
             await self.bot.send_photo(int(target["chat"]), InputFile(picture, filename="samples.png"),
-                                      caption=clip(text, CAPTION_LIMIT))
+                                      caption=clip(text, CAPTION_LIMIT), reply_markup=markup)
 
 
 class TelegramHandlers:
@@ -364,6 +367,15 @@ class TelegramHandlers:
                                             str(update.effective_chat.id), _locale(update))
         await self.serve(update, context, request)
 
+    async def gate_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Publish and Discard under a style the quality gate held back: the chat's admins only."""
+        query = update.callback_query
+        await query.answer()
+        if await self._refused(update, context):
+            return
+        await self._answer(update, self.desk.gate_button("telegram", str(update.effective_chat.id), query.data or "",
+                                                         _locale(update)))
+
     async def serve(self, update: Update, context: ContextTypes.DEFAULT_TYPE, request: AvatarRequest) -> None:
         """Admit (or refuse), show the chat action, draw, send; every failure is answered."""
         query = update.callback_query
@@ -441,6 +453,7 @@ def build_application(settings, service: AvatarService, desk: StyleDesk,
     app.add_handler(CommandHandler("style_default", h.style_default))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migrate))
     app.add_handler(CallbackQueryHandler(h.button, pattern=is_action))
+    app.add_handler(CallbackQueryHandler(h.gate_button, pattern=is_gate_button))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, h.text))
     inline = InlineFaces(app.bot, service, photos, settings.telegram_cache_chat_id if photos else None,
                          _caption, command_line, parse_options)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from bot.styles import refusal_text
-from tests.conftest import integrity, zip_of, REPO, make_image_folder
+from tests.conftest import INCEPTION_WEIGHTS, integrity, zip_of, REPO, make_image_folder
+from training.gate import GateSpec
 from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
 from training.protocol import JobSpec
 from training.recipe import FEW_SHOT
@@ -193,6 +194,43 @@ async def test_trained_style_is_registered_only_in_its_scope_and_jobs_queue_with
     assert styles.resolve_style("discord:1", "ink") is None and not path.exists()
     assert styles.default_style("discord:1") is None and styles.usage("discord:1") == (0, 0)
     assert "no custom style" in (await refused(styles.delete_style("discord:1", "ink")))[1]
+    assert integrity(env.db) == "ok"
+
+
+# ---------------------------------------------------------------------------- the quality gate
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+async def test_a_style_further_from_the_pictures_than_its_baseline_is_held_back_and_expires_unpublished(
+        env, managers, upload, tmp_path):
+    # The baseline is the uploaded pictures themselves: no trained style comes closer to them.
+    pictures = make_image_folder(tmp_path / "pictures", 40, seed=7)
+    gate = GateSpec(inception_weights=str(INCEPTION_WEIGHTS), samples=16, real_samples=16, baseline=str(pictures))
+    manager = await managers(env.manager(gate=gate))
+    job = await manager.submit("discord:1", "ink", upload, steps=2)
+    done = await manager.wait(job.id, WAIT_S)
+    assert (done.status, done.message) == (SUCCEEDED, "style held back for an admin"), done
+
+    styles = manager.styles
+    record = styles.any_record("discord:1", "ink")
+    figures = json.loads((record.path / "style.json").read_text())["gate"]
+    assert figures["ratio"] < 1 and figures["kid_style"] > figures["kid_default"], figures
+    assert (figures["samples"], figures["real_samples"]) == (16, 16) and record.gate == figures
+    # Not drawable, not a default, but it holds its name and its slot.
+    assert styles.resolve_style("discord:1", "ink") is None and styles.style_names("discord:1") == []
+    assert styles.pending_names("discord:1") == ["ink"] and styles.usage("discord:1")[0] == 1
+    assert "Unknown style" in (await refused(styles.set_default("discord:1", "ink")))[1]
+    assert "already exists" in (await refused(manager.submit("discord:1", "ink", upload)))[1]
+
+    # Pending is kept in the database: a restarted bot still holds it back.
+    await manager.stop()
+    manager = await managers(env.manager(gate=gate))
+    assert manager.styles.pending_names("discord:1") == ["ink"]
+    assert manager.styles.resolve_style("discord:1", "ink") is None
+    # Nobody published it: once its days are up, the next start deletes it.
+    await manager.stop()
+    manager = await managers(env.manager(gate=gate, pending_days=1e-9))
+    assert manager.styles.any_record("discord:1", "ink") is None and not record.path.exists()
+    assert rows(env.db, "SELECT COUNT(*) FROM styles") == [(0,)]
     assert integrity(env.db) == "ok"
 
 

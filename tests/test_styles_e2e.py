@@ -16,7 +16,7 @@ import pytest
 
 from bot.progress import format_size
 from gan.imaging import read_png_metadata
-from tests.conftest import integrity, zip_of, make_image_folder
+from tests.conftest import INCEPTION_WEIGHTS, integrity, zip_of, make_image_folder
 from tests.fakes.discord_server import MANAGE_GUILD, ChannelMessage, FakeDiscord
 from tests.fakes.harness import BotProcess
 from tests.fakes.loop_thread import wait_until
@@ -32,7 +32,7 @@ ADMIN = MANAGE_GUILD | 2248473465835073
 # a test cancels sends none, so no sample grids (each recomputes the EMA generator's BatchNorm
 # statistics over thousands of faces) take the CPU from the bot while the test talks to it.
 FAST = dict(style_train_steps=4, style_min_steps=1, style_batch_size=4, style_checkpoint_every=5,
-            style_sample_every=1000, style_progress_interval_s=0)
+            style_sample_every=1000, style_progress_interval_s=0, style_gate="off")
 
 
 def rows(db: Path, sql: str) -> list[tuple]:
@@ -379,4 +379,70 @@ def test_a_job_survives_a_bot_restart_and_registers_once(weights, uploads, tmp_p
     db = settings["database_path"]
     assert rows(db, "SELECT scope, name FROM styles") == [(f"discord:{GUILD}", "sea")]
     assert rows(db, "SELECT status FROM jobs") == [("succeeded",)]
+    assert integrity(db) == "ok"
+
+
+# -- the quality gate ---------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+def test_a_style_further_from_the_pictures_than_the_baseline_waits_for_an_admin_to_publish_it(
+        weights, uploads, tmp_path):
+    # The gate compares with the uploaded pictures themselves (STYLE_GATE_BASELINE): no style beats them.
+    pictures = make_image_folder(tmp_path / "pictures", 40, seed=7)
+    servers = Servers()
+    dc, tg = servers.discord, servers.telegram
+    settings = dict(FAST, style_gate="on", style_gate_inception_weights=INCEPTION_WEIGHTS, style_gate_samples=16,
+                    style_gate_baseline=pictures, style_upload_cooldown_s=0)
+    bot = BotProcess(tmp_path / "bot", weights, dc, tg, **settings).wait_ready()
+    db = tmp_path / "bot" / "data" / "avatarbot.db"
+    try:
+        # Discord: the final message gives the figures and holds the style back, with two buttons.
+        channel = 7004
+        assert "(4 steps)" in text_of(answer(discord_train(dc, "ink", uploads["good"], channel)))
+        held = wait_until(lambda: posts_with(dc, channel, r"Style 'ink' came out further"), JOB_WAIT_S, "the style")
+        message = held[0].latest
+        assert re.search(r"closer to your pictures by 0\.\d\d times than the default style \(KID -?[\d.]+; the "
+                         r"default style's -?[\d.]+\)\. It is not published", message.content), message.content
+        assert message.labels == ["Publish", "Discard"]
+        assert dc.posts(channel)[0].content.startswith("Style 'ink' is trained but held back")
+        ratio = float(re.search(r"by (\d\.\d\d) times", message.content).group(1))
+        assert rows(db, "SELECT pending, json_extract(gate, '$.ratio') FROM styles WHERE name = 'ink'") == [(1, ratio)]
+        # Members cannot draw in it, nor press the buttons; /style list shows it as held back.
+        refused = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user()))
+        assert "Unknown style 'ink'" in text_of(refused)
+        listed = text_of(answer(dc.slash("style list", {}, user_id=new_user(), permissions=ADMIN)))
+        assert "ink (held back: not published yet)" in listed and "**ink** (custom)" not in listed
+        publish, discard = message.custom_ids
+        member = answer(dc.click(message, publish, user_id=new_user(), guild_id=GUILD))
+        assert is_ephemeral(member) and "Manage Server" in text_of(member)
+        assert rows(db, "SELECT pending FROM styles WHERE name = 'ink'") == [(1,)]
+        # An admin publishes it: from then on everyone draws in it.
+        published = answer(dc.click(message, publish, user_id=new_user(), guild_id=GUILD, permissions=ADMIN))
+        assert text_of(published) == "Style 'ink' is published: members can draw in it now."
+        ans = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user()))
+        assert read_png_metadata(picture(ans)[1])["style"] == "ink"
+        again = answer(dc.click(message, discard, user_id=new_user(), guild_id=GUILD, permissions=ADMIN))
+        assert "no longer waiting to be published" in text_of(again)
+
+        # Telegram: a group admin's style is held back the same way; Discard deletes it.
+        group, admin, member_id = -1_000_901, new_user(), new_user()
+        tg.set_admin(group, admin)
+        tg.send_document("sea.zip", uploads["good"], admin, chat_id=group, caption="/train sea")
+        final = wait_until(lambda: [c for c in tg.sent(group) if c.method == "sendPhoto"
+                                    and "came out further" in c.text], JOB_WAIT_S, "the style")[0]
+        assert [b["text"] for b in final.buttons] == ["Publish", "Discard"]
+        discard = final.buttons[1]["callback_data"]
+        folder = Path(rows(db, "SELECT path FROM styles WHERE name = 'sea'")[0][0])
+        before = len(tg.sent(group))
+        tg.press(final, discard, member_id)
+        assert "only this group's admins" in tg_reply(tg, group, before).text
+        before = len(tg.sent(group))
+        tg.press(final, discard, admin)
+        assert tg_reply(tg, group, before).text == "Style 'sea' discarded."
+        assert rows(db, "SELECT name FROM styles WHERE name = 'sea'") == []
+        assert not (tmp_path / "bot" / folder).exists()
+    finally:
+        code = bot.stop()
+        servers.close()
+    assert code == 0 and "Traceback" not in bot.output, bot.output[-3000:]
     assert integrity(db) == "ok"

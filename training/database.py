@@ -19,7 +19,7 @@ import aiosqlite
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE jobs (
@@ -63,6 +63,12 @@ MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE styles ADD COLUMN size_bytes INTEGER;
     ALTER TABLE styles ADD COLUMN last_used REAL;
+    """,
+    # A style the quality gate held back (training.gate): not drawable until an admin publishes it;
+    # the gate's figures as JSON (NULL: no gate ran).
+    3: """
+    ALTER TABLE styles ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE styles ADD COLUMN gate TEXT;
     """,
 }
 

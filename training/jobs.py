@@ -15,6 +15,9 @@ Rules the manager keeps:
 * a style is registered (its row inserted, its size on disk measured) only after its export is
   complete and verified with ``gan.styles.read_style``, in the same transaction that marks the job
   succeeded; ``styles.job_id`` is unique, so nothing is registered twice;
+* a style the quality gate (``JobSettings.gate``, ``training.gate``) found further from the pictures
+  than the default style is registered as pending: not drawable until ``StyleStore.publish``, and
+  deleted after ``pending_days`` unpublished;
 * a failed or cancelled job leaves no style row and its files are removed;
 * a job left running by a bot that died is resumed from its last checkpoint on the next ``start``
   (or failed with a message after ``max_attempts`` starts); ``stop`` asks workers to save a
@@ -59,6 +62,7 @@ from gan.styles import StyleError, check_style_name, read_style
 from training import protocol
 from training.database import Database
 from training.errors import JobError
+from training.gate import GateSpec, passed, read_figures
 from training.ingest import ingest_upload
 from training.prepare import Limits, PrepareError
 from training.protocol import JobSpec
@@ -72,6 +76,7 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
 DAY_S = 24 * 3600.0  # the window of the per-user daily job limit
+EXPIRE_CHECK_S = 3600.0  # how often held-back styles past their days are looked for (they wait days)
 _JOB_DIR = re.compile(r"^job-[0-9a-f]+$")
 
 
@@ -106,6 +111,9 @@ class JobSettings:
     job_timeout_s: float = 3 * 3600.0  # a worker running longer is killed and its job failed
     python: str = sys.executable
     seed: int = 0
+    # The quality gate (training.gate): None measures nothing and publishes every style at once.
+    gate: GateSpec | None = None
+    pending_days: float = 7.0  # a style the gate held back and nobody published is deleted after this
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,7 @@ class JobManager:
         self._subscribers: list[EventCallback] = []
         self._events: asyncio.Queue | None = None
         self._dispatcher: asyncio.Task | None = None
+        self._expirer: asyncio.Task | None = None
         self._closing = False
         self._ready = False
 
@@ -235,6 +244,8 @@ class JobManager:
         async with self._lock:
             await self._recover()
         await asyncio.to_thread(self._remove_strays, await self._active_job_dirs())
+        await self.expire_pending()
+        self._expirer = asyncio.create_task(self._expire_every(EXPIRE_CHECK_S), name="pending-styles")
         self._ready = True
         async with self._lock:
             await self._schedule()
@@ -283,6 +294,10 @@ class JobManager:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._dispatcher.cancel()
             self._dispatcher = None
+        if self._expirer is not None:
+            self._expirer.cancel()
+            await asyncio.gather(self._expirer, return_exceptions=True)
+            self._expirer = None
         await self.styles.stop()
         self._db = None
         await self.database.close()
@@ -296,6 +311,24 @@ class JobManager:
         await self.stop()
 
     # ------------------------------------------------------------------ adapters' API
+
+    async def expire_pending(self) -> list[StyleRecord]:
+        """Delete the styles the quality gate held back that nobody published within ``pending_days``
+        (at every start, then every ``EXPIRE_CHECK_S``); returns them."""
+        expired = await self.styles.expired_pending(time.time() - self.settings.pending_days * DAY_S)
+        for record in expired:
+            log.info("style %s/%s was held back by the quality gate and not published in %g days: deleting it",
+                     record.scope, record.name, self.settings.pending_days)
+            await self.styles.delete_style(record.scope, record.name)
+        return expired
+
+    async def _expire_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.expire_pending()
+            except (JobError, aiosqlite.Error, OSError) as exc:  # tried again at the next check
+                log.warning("could not delete expired held-back styles: %s", exc)
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Call ``callback(event)`` (a function or coroutine function) for every ``JobEvent``.
@@ -506,7 +539,7 @@ class JobManager:
     async def _refuse_over_quota(self, scope: str, name: str) -> None:
         if (scope, name) in self.styles:
             return  # retraining a name takes no new slot
-        names = set(self.styles.style_names(scope))
+        names = set(self.styles.style_names(scope)) | set(self.styles.pending_names(scope))
         active = await self._active_job(scope)
         if active is not None:
             names.add(active.name)  # its style will take a slot once registered
@@ -685,7 +718,8 @@ class JobManager:
                        sample_every=s.sample_every, progress_interval_s=s.progress_interval_s,
                        mixed_precision=s.mixed_precision, model_overrides=dict(s.model_overrides),
                        flat_colour_overrides=dict(s.flat_colour_overrides), lr_warmup_steps=warmup,
-                       lr_decay_start=warmup if s.lr_decay else None, seed=s.seed)
+                       lr_decay_start=warmup if s.lr_decay else None, seed=s.seed,
+                       gate=None if s.gate is None else s.gate.to_dict())
 
     async def _run_worker(self, handle: _Handle) -> int | None:
         job = handle.job
@@ -748,6 +782,10 @@ class JobManager:
             handle.job = dataclasses.replace(job, message="saving the style")
             async with self._lock:
                 await self._update(job.id, message="saving the style")
+        elif event == protocol.MEASURING:
+            handle.job = dataclasses.replace(job, message="comparing the style with the default one")
+            async with self._lock:
+                await self._update(job.id, message=handle.job.message)
         elif event == protocol.EXPORTED:
             handle.export_path = self._inside_job(job, msg.get("path"))
         elif event == protocol.ERROR:
@@ -810,7 +848,7 @@ class JobManager:
         final = await self._get_locked(job.id)
         sample = None
         if final.status == SUCCEEDED:
-            record = self.styles.style_record(job.scope, job.name)
+            record = self.styles.any_record(job.scope, job.name)
             grid = record.path / "samples.png" if record is not None else None
             sample = await asyncio.to_thread(grid.read_bytes) if grid is not None and grid.is_file() else None
         self._emit(JobEvent("finished", final, final.step, final.total_steps, sample_png=sample))
@@ -822,6 +860,7 @@ class JobManager:
         incoming = final.with_name(f".incoming-{job.id}")
         try:
             info = await asyncio.to_thread(_stage_export, handle.export_path, incoming)
+            figures = await asyncio.to_thread(read_figures, incoming)
             if info.name != job.name:
                 raise StyleError(f"the export is named {info.name!r}, not {job.name!r}")
         except (StyleError, OSError) as exc:
@@ -836,19 +875,23 @@ class JobManager:
                 await self._end(job, FAILED, f"a style named '{job.name}' already exists here")
                 return
             size = await asyncio.to_thread(_install_dir, incoming, final)
-            record = StyleRecord(job.scope, job.name, final, time.time(), job.id, info.generator_sha256, size)
+            pending = not passed(figures)
+            record = StyleRecord(job.scope, job.name, final, time.time(), job.id, info.generator_sha256, size,
+                                 pending=pending, gate=figures)
             now = record.created_at
             try:
                 async with self._transaction() as db:
                     await self.styles.insert(db, record)
                     await db.execute("UPDATE jobs SET status = 'succeeded', step = ?, message = ?, error = NULL,"
                                      " pid = NULL, updated_at = ? WHERE id = ?",
-                                     (job.total_steps, "style ready", now, job.id))
+                                     (job.total_steps, "style held back for an admin" if pending else "style ready",
+                                      now, job.id))
             except BaseException:
                 await asyncio.to_thread(remove_dir, final)
                 raise
             self.styles.remember(record)
-        log.info("job %d succeeded: style %s/%s registered", job.id, job.scope, job.name)
+        log.info("job %d succeeded: style %s/%s registered%s (gate: %s)", job.id, job.scope, job.name,
+                 ", pending" if pending else "", figures)
         await asyncio.to_thread(remove_dir, job.job_dir)
 
     async def _end(self, job: Job, status: str, message: str, error: str | None = None) -> None:

@@ -7,11 +7,15 @@ per line on stdout, nothing else (``event_line``; the manager reads them with ``
     {"event": "progress", "step": 120, "total": 1500, "eta": 310.5, "metrics": {...}}
     {"event": "sample", "step": 250, "path": ".../run/samples/step-000000250.png"}
     {"event": "exporting"}
+    {"event": "measuring"}
     {"event": "exported", "path": ".../export/<name>"}
     {"event": "error", "message": "one line"}
 
 and exits with ``EXIT_DONE`` once the style is exported, ``EXIT_INTERRUPTED`` when a signal (or its
 parent's death) stopped it after saving a checkpoint, ``EXIT_ERROR`` on an error.
+
+``measuring`` comes while the quality gate (``training.gate``) compares the exported style with the
+default one, when ``JobSpec.gate`` is set; its figures are in the exported ``style.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 3
 START, PROGRESS, SAMPLE, EXPORTING, EXPORTED, ERROR = "start", "progress", "sample", "exporting", "exported", "error"
+MEASURING = "measuring"
 SPEC_FILE = "spec.json"
 
 
@@ -50,6 +55,7 @@ class JobSpec:
     lr_warmup_steps: int = 0
     lr_decay_start: int | None = None
     seed: int = 0
+    gate: dict[str, Any] | None = None  # a training.gate.GateSpec as JSON; None: no quality gate
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobSpec":

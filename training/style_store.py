@@ -11,6 +11,10 @@ memory and written for every style used since the last write at most every ``USE
 and when the bot stops, so drawing never waits for a write (``unused_since`` is what
 ``avatarbot styles prune`` reads).
 
+A style the quality gate held back (``StyleRecord.pending``, ``training.gate``) keeps its name and
+its slot but is not drawable: ``style_record``, ``resolve_style`` and ``style_names`` leave it out
+until ``publish``; ``any_record`` and ``pending_names`` see it.
+
 The store shares the job manager's ``training.database.Database`` and its lock; ``JobManager``
 registers styles through ``insert`` inside its own transaction.
 """
@@ -18,6 +22,7 @@ registers styles through ``insert`` inside its own transaction.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -64,6 +69,8 @@ class StyleRecord:
     sha256: str
     size_bytes: int | None = None  # None until measured
     last_used: float | None = None
+    pending: bool = False  # held back by the quality gate: not drawable until published
+    gate: dict | None = None  # the quality gate's figures (training.gate), if it ran
 
     @property
     def last_active(self) -> float:
@@ -114,17 +121,26 @@ class StyleStore:
     # ------------------------------------------------------------------ lookups (memory, never block)
 
     def style_record(self, scope: str, name: str) -> StyleRecord | None:
-        """The registered style ``name`` of ``scope`` (path, sha256, size), or None."""
+        """The registered, published style ``name`` of ``scope`` (path, sha256, size), or None."""
+        record = self._styles.get((scope, name))
+        return record if record is not None and not record.pending else None
+
+    def any_record(self, scope: str, name: str) -> StyleRecord | None:
+        """The registered style ``name`` of ``scope``, published or pending, or None."""
         return self._styles.get((scope, name))
 
     def resolve_style(self, scope: str, name: str) -> Path | None:
-        """The folder of custom style ``name`` visible in ``scope``, or None."""
-        record = self._styles.get((scope, name))
+        """The folder of custom style ``name`` visible in ``scope`` (published), or None."""
+        record = self.style_record(scope, name)
         return record.path if record is not None else None
 
     def style_names(self, scope: str) -> list[str]:
-        """Names of the scope's custom styles, sorted."""
-        return sorted(n for s, n in self._styles if s == scope)
+        """Names of the scope's published custom styles, sorted."""
+        return sorted(n for (s, n), r in self._styles.items() if s == scope and not r.pending)
+
+    def pending_names(self, scope: str) -> list[str]:
+        """Names of the scope's styles the quality gate held back, sorted."""
+        return sorted(n for (s, n), r in self._styles.items() if s == scope and r.pending)
 
     def default_style(self, scope: str) -> str | None:
         """The scope's default style name, or None."""
@@ -179,12 +195,31 @@ class StyleStore:
         log.info("deleted style %s/%s", scope, name)
         return record
 
+    async def publish(self, scope: str, name: str) -> StyleRecord:
+        """Make a style the quality gate held back drawable (``no_such_style`` if it is not pending)."""
+        async with self.database.lock:
+            record = self._styles.get((scope, name))
+            if record is None or not record.pending:
+                raise JobError("no_such_style", name=name)
+            async with self.database.transaction() as db:
+                await db.execute("UPDATE styles SET pending = 0 WHERE scope = ? AND name = ?", (scope, name))
+            record = self._styles[(scope, name)] = replace(record, pending=False)
+        log.info("published style %s/%s", scope, name)
+        return record
+
+    async def expired_pending(self, cutoff: float) -> list[StyleRecord]:
+        """Styles held back by the quality gate since before ``cutoff`` (a Unix time)."""
+        async with self.database.lock:
+            rows = await self.database.fetchall(
+                "SELECT * FROM styles WHERE pending = 1 AND created_at < ? ORDER BY created_at", (cutoff,))
+        return [_record(r) for r in rows]
+
     async def set_default(self, scope: str, name: str | None, builtin: Collection[str] = ()) -> None:
         """Make ``name`` (a custom style of this scope, or one of ``builtin``) the scope's default;
         ``None`` goes back to the bot's default."""
         scope = check_scope(scope)
         async with self.database.lock:
-            if name is not None and (scope, name) not in self._styles and name not in builtin:
+            if name is not None and self.style_record(scope, name) is None and name not in builtin:
                 raise JobError("unknown_style", name=name)
             async with self.database.transaction() as db:
                 await db.execute("INSERT INTO scope_settings (scope, default_style) VALUES (?, ?)"
@@ -225,10 +260,11 @@ class StyleStore:
 
     async def insert(self, db: aiosqlite.Connection, record: StyleRecord) -> None:
         """Register ``record`` inside the caller's transaction; ``remember`` it once committed."""
-        await db.execute("INSERT INTO styles (scope, name, path, created_at, job_id, sha256, size_bytes)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        await db.execute("INSERT INTO styles (scope, name, path, created_at, job_id, sha256, size_bytes, pending, gate)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (record.scope, record.name, str(record.path), record.created_at, record.job_id,
-                          record.sha256, record.size_bytes))
+                          record.sha256, record.size_bytes, int(record.pending),
+                          None if record.gate is None else json.dumps(record.gate)))
 
     def remember(self, record: StyleRecord) -> None:
         """Serve a record ``insert`` committed."""
@@ -279,7 +315,8 @@ class StyleStore:
 def _record(row: aiosqlite.Row) -> StyleRecord:
     return StyleRecord(scope=row["scope"], name=row["name"], path=Path(row["path"]), created_at=row["created_at"],
                        job_id=row["job_id"], sha256=row["sha256"], size_bytes=row["size_bytes"],
-                       last_used=row["last_used"])
+                       last_used=row["last_used"], pending=bool(row["pending"]),
+                       gate=json.loads(row["gate"]) if row["gate"] else None)
 
 
 def folder_size(path: Path) -> int:

@@ -7,6 +7,8 @@ end, ``export/<name>/`` (the style folder, verified and registered by the manage
 
 The worker fine-tunes the default style (``JobSpec.init_from``) with the few-shot settings in
 ``JobSpec.model_overrides``; if ``run/`` already has a checkpoint it resumes from it instead.
+With ``JobSpec.gate`` set, the exported style is then measured against the pictures and the
+default style (``training.gate``) before the worker reports it exported.
 
 It speaks ``training.protocol``: the spec in, one JSON event per line on stdout and nothing else
 (everything else printed, by Python or TensorFlow, goes to stderr, which the manager keeps in
@@ -181,6 +183,17 @@ def run(job_dir: Path, reporter: Reporter) -> int:
     n_images = len(list(Path(spec.data_dir).iterdir()))
     folder = export_run(run_dir, spec.name, spec.export_dir, include_discriminator=False,
                         description=f"custom style fine-tuned from the default style on {n_images} pictures")
+    if spec.gate is not None:
+        from training import gate
+
+        reporter.send(protocol.MEASURING)
+        gate_spec = gate.GateSpec.from_dict(spec.gate)
+        try:
+            figures = gate.measure(folder, gate_spec.baseline or spec.init_from, spec.data_dir, gate_spec)
+        except Exception as exc:  # noqa: BLE001 - the trained style is kept, held back for an admin to judge
+            log.exception("the quality gate could not measure the style")
+            figures = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        gate.record(folder, figures)
     reporter.send(protocol.EXPORTED, path=str(folder))
     return EXIT_DONE
 

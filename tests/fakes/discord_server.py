@@ -381,10 +381,11 @@ class FakeDiscord:
         return self.dispatch(payload)
 
     def click(self, message: SentMessage, custom_id: str, user_id: int = 1001,
-              guild_id: int | None = 555, locale: str = "en-US") -> Interaction:
-        """Press the button ``custom_id`` under ``message``."""
+              guild_id: int | None = 555, locale: str = "en-US", permissions: int = MEMBER_PERMISSIONS) -> Interaction:
+        """Press the button ``custom_id`` under ``message`` (as a member with ``permissions``)."""
         assert custom_id in message.custom_ids, f"no button {custom_id!r} under that message"
-        payload = self._base_payload(3, user_id, guild_id, int(message.message["channel_id"]), locale=locale)
+        payload = self._base_payload(3, user_id, guild_id, int(message.message["channel_id"]), permissions,
+                                     locale=locale)
         payload["data"] = {"custom_id": custom_id, "component_type": 2}
         payload["message"] = message.message
         return self.dispatch(payload)

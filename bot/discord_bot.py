@@ -18,7 +18,8 @@ message content; an embed's title 256, description 4096, field values 1024, foot
 Replies speak the user's language (``interaction.locale``, ``bot.i18n``). Command and option
 descriptions are ``locale_str``s that ``CatalogueTranslator`` translates when the commands are
 synced, so Discord shows them in Chinese (``zh-CN``; ``zh-TW`` gets the Simplified text too) and
-Japanese; command and option names stay English.
+Japanese; command and option names stay English. The ``hair`` and ``eyes`` choices show translated
+names but give the English colour word, so a command reproduces the same face in every language.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from discord.ext import commands
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
 from bot.i18n import DEFAULT, Text, _, normalize_locale, translations
-from bot.replies import COLOUR_ROW, Command, Reply
+from bot.replies import COLOUR_NAMES, COLOUR_ROW, Command, Reply
 from bot.requests import AvatarRequest
 from bot.service import AvatarService
 from bot.styles import StyleDesk, is_gate_button, typed_style
@@ -70,10 +71,17 @@ def loc(text: Text) -> app_commands.locale_str:
     return app_commands.locale_str(text.message)
 
 
+def colour_choices(colours: tuple[str, ...]) -> list[app_commands.Choice[str]]:
+    """Choices of colours from ``gan.colours``, shown translated (``bot.replies.COLOUR_NAMES``), each
+    giving its English word, which the service, the reproducing command and the PNG metadata use."""
+    return [app_commands.Choice(name=loc(COLOUR_NAMES[c]), value=c) for c in colours]
+
+
 class CatalogueTranslator(app_commands.Translator):
-    """Command, option and group descriptions from the gettext catalogues (``bot.i18n``), for every
-    Discord locale that normalises to one of them; None (Discord shows the English) otherwise. Names
-    are never translated: users type them, and they must stay the same in every language."""
+    """Command, option and group descriptions, and choice names, from the gettext catalogues
+    (``bot.i18n``), for every Discord locale that normalises to one of them; None (Discord shows the
+    English) otherwise. Command, group and option names are never translated: users type them, and
+    they must stay the same in every language (a choice sends its value, whatever its name shows)."""
 
     NAMES = (app_commands.TranslationContextLocation.command_name,
              app_commands.TranslationContextLocation.group_name,
@@ -189,8 +197,7 @@ class AvatarCog(commands.Cog):
         hair=loc(_("Hair colour (styles with colour controls)")),
         eyes=loc(_("Eye colour (styles with colour controls)")),
     )
-    @app_commands.choices(hair=[app_commands.Choice(name=c, value=c) for c in HAIR_COLOURS],
-                          eyes=[app_commands.Choice(name=c, value=c) for c in EYE_COLOURS])
+    @app_commands.choices(hair=colour_choices(HAIR_COLOURS), eyes=colour_choices(EYE_COLOURS))
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.allowed_installs(guilds=True, users=True)
     async def avatar(self, interaction: discord.Interaction, seed: str | None = None, name: str | None = None,
@@ -399,8 +406,14 @@ class StyleCog(commands.GroupCog, group_name="style",
         custom_id = (interaction.data or {}).get("custom_id")
         if not is_gate_button(custom_id) or await self._refused(interaction):
             return
-        await self._answer(interaction, self.desk.gate_button("discord", str(interaction.guild_id), custom_id,
-                                                              _locale(interaction)), ephemeral=False)
+        guild = str(interaction.guild_id)
+        await self._answer(interaction, self.desk.gate_button("discord", guild, custom_id, _locale(interaction)),
+                           ephemeral=False)
+        if interaction.message is not None and self.desk.gate_settled("discord", guild, custom_id):
+            try:
+                await interaction.message.edit(view=None)
+            except discord.HTTPException as exc:
+                log.warning("could not take the buttons off message %s: %s", interaction.message.id, exc)
 
     @delete.autocomplete("name")
     @default.autocomplete("name")

@@ -24,6 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from training.errors import Message
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "avatarbot"
@@ -109,5 +111,19 @@ class Text:
 
 
 def render(value: Any, locale: str = DEFAULT) -> Any:
-    """A ``Text`` rendered in ``locale``; any other value as it is."""
-    return value.render(locale) if isinstance(value, Text) else value
+    """A ``Text`` or a training-side ``Message`` rendered in ``locale``; a list of them as the language
+    writes a list ("a, b and c", "a、b和c"); any other value as it is."""
+    if isinstance(value, Text):
+        return value.render(locale)
+    if isinstance(value, Message):
+        return text_of(value).render(locale)
+    if isinstance(value, (list, tuple)):
+        from babel.lists import format_list
+
+        return format_list([str(render(v, locale)) for v in value], locale=normalize_locale(locale))
+    return value
+
+
+def text_of(message: Message) -> Text:
+    """A ``training.errors.Message`` (a template marked with ``N_`` on the training side) as a ``Text``."""
+    return Text(message.template).format(**message.params)

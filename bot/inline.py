@@ -20,6 +20,17 @@ draws them): instant, nothing drawn or uploaded, and still a surprise each time,
 seeds would add an upload to the storage chat per keystroke-free query and the user's last faces would
 show nothing new. Only while the cache has none does it draw ``RANDOM_DRAWN`` random seeds, which fill it.
 
+Recent faces: with inline feedback on (``/setinlinefeedback`` in BotFather), Telegram tells the bot
+which result a user sent (a ``chosen_inline_result`` update, ``chosen``). Each result id names its
+cached face, ``<index>-<seed>-<variation>-<row>`` with the face's row in ``bot.photo_cache`` (at most 45
+ASCII characters: Telegram allows 64 bytes), and the bot keeps each user's last ``RECENT_FACES``
+distinct faces in the database. Their empty query shows those first, newest first, from the cache
+(in whatever style and truncation they were drawn, while the style still draws them so), then the
+random faces, each face once; ``RANDOM_DRAWN`` seeds are drawn only when there is neither. Like every
+empty query's, that answer is personal and not kept by Telegram (``cache_time`` 0), so no one else
+sees it. A chosen id the bot does not know (another format, a row that is gone or now holds another
+face) is ignored with a debug line.
+
 Limits: a user typing "a", "al", "ali" gets one strip, for the last query: each query waits
 ``DEBOUNCE_S`` and is dropped unanswered if the same user sent another meanwhile (Telegram lets an
 unanswered query expire). A strip that has faces to draw counts as one request against the user's
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from dataclasses import replace
 from typing import Callable
@@ -44,7 +56,7 @@ from telegram.ext import ContextTypes
 
 from bot.errors import UserError
 from bot.i18n import DEFAULT, _, normalize_locale
-from bot.photo_cache import FaceKey, PhotoCache
+from bot.photo_cache import CachedPhoto, FaceKey, PhotoCache
 from bot.replies import Command, Reply, face_reply
 from bot.requests import VARIATIONS, AvatarRequest, Plan
 from bot.service import AvatarService, Job
@@ -57,6 +69,8 @@ DEBOUNCE_S = 0.7  # a quiet time longer than the gap between keystrokes, short e
 CACHE_TIME_S = 300  # a name's strip is the same for everyone until the default style changes
 RANDOM_FACES = 8
 RANDOM_DRAWN = 3
+RECENT_FACES = 8  # a user's last faces sent from the strip, shown first on their empty query
+RESULT_ID = re.compile(r"\d{1,2}-(\d{1,19})-(\d{1,2})-(\d{1,19})", re.ASCII)  # index-seed-variation-row
 MAX_RESULTS = int(InlineQueryLimit.RESULTS)  # 50
 BUTTON_TEXT_LIMIT = 64  # the button is one short line above the results
 START_PARAMETER = "inline"  # the button opens a private chat with the bot on /start inline: the help
@@ -101,6 +115,29 @@ class InlineFaces:
             if self._latest.get(user) == query.id:
                 del self._latest[user]
 
+    async def chosen(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A user sent a face from the strip: it becomes their newest recent face."""
+        result = update.chosen_inline_result
+        photo = await self._photo_of(result.result_id)
+        if photo is None:
+            log.debug("inline result %r sent by user %s names no cached face: ignored", result.result_id,
+                      result.from_user.id)
+        else:
+            await self.photos.remember(result.from_user.id, photo.key, RECENT_FACES)
+        self.service.metrics.inline_chosen(photo is not None)
+
+    async def _photo_of(self, result_id: str) -> CachedPhoto | None:
+        """The cached face a result id names, or None (not this bot's format, or its row is gone or now
+        holds another face)."""
+        match = RESULT_ID.fullmatch(result_id)
+        if self.photos is None or match is None:
+            return None
+        seed, variation, row = (int(group) for group in match.groups())
+        photo = await self.photos.find(row)
+        if photo is None or (photo.key.seed, photo.key.variation) != (seed, variation):
+            return None
+        return photo
+
     async def _answer(self, query: InlineQuery) -> None:
         locale = normalize_locale(query.from_user.language_code)
         if self.photos is None or self.storage_chat is None:
@@ -137,7 +174,7 @@ class InlineFaces:
         user = str(query.from_user.id)
         text = query.query.strip()
         if not text:
-            return await self._random(user, locale), False
+            return await self._recent_and_random(query.from_user.id, locale), False
         options = self.parse_options(text.split())
         if "count" in options or "variation" in options:
             raise UserError.bad_input(SINGLE_FACES)
@@ -151,21 +188,44 @@ class InlineFaces:
             requests.append(self._request(user, options, name=options["seed"]))
         return await self._faces(user, requests, locale), True
 
-    async def _random(self, user: str, locale: str) -> list[InlineQueryResultCachedPhoto]:
-        like = self.service.plan(self._request(user, {}, seed=0))
-        cached = await self.photos.sample(FaceKey.of(like), RANDOM_FACES)
-        if cached:
-            return [self._result(i, replace(like, seed=key.seed, variation=key.variation), file_id, locale)
-                    for i, (key, file_id) in enumerate(cached)]
+    async def _recent_and_random(self, user_id: int, locale: str) -> list[InlineQueryResultCachedPhoto]:
+        """The user's recent faces, then random ones (each face once)."""
+        user = str(user_id)
+        recent = await self._recent(user_id)
+        faces = recent + await self._random(user, {FaceKey.of(plan) for plan, _photo in recent})
+        if faces:
+            return [self._result(i, plan, photo, locale) for i, (plan, photo) in enumerate(faces)]
         seeds = [secrets.randbelow(MAX_SEED) for _i in range(RANDOM_DRAWN)]
         return await self._faces(user, [self._request(user, {}, seed=seed) for seed in seeds], locale)
+
+    async def _recent(self, user_id: int) -> list[tuple[Plan, CachedPhoto]]:
+        """The faces the user last sent that the cache holds and their style still draws so, newest first."""
+        faces = []
+        for photo in await self.photos.recent(user_id, RECENT_FACES):
+            key = photo.key
+            try:
+                plan = self.service.plan(self._request(str(user_id), {"style": key.style}, seed=key.seed,
+                                                       variation=key.variation))
+            except UserError:  # the style is gone
+                continue
+            plan = replace(plan, truncation=key.truncation)  # as it was drawn, also where the default changed
+            if FaceKey.of(plan) == key:  # else retrained, or another size or upscaler now: not what /avatar draws
+                faces.append((plan, photo))
+        return faces
+
+    async def _random(self, user: str, shown: set[FaceKey]) -> list[tuple[Plan, CachedPhoto]]:
+        """Up to ``RANDOM_FACES`` random cached faces of the default style, none of those ``shown``."""
+        like = self.service.plan(self._request(user, {}, seed=0))
+        cached = await self.photos.sample(FaceKey.of(like), RANDOM_FACES + len(shown))
+        fresh = [photo for photo in cached if photo.key not in shown][:RANDOM_FACES]
+        return [(replace(like, seed=photo.key.seed, variation=photo.key.variation), photo) for photo in fresh]
 
     async def _faces(self, user: str, requests: list[AvatarRequest],
                      locale: str) -> list[InlineQueryResultCachedPhoto]:
         """The faces of ``requests`` in order: from the cache, or drawn (as one request) and uploaded."""
         plans = [self.service.plan(request) for request in requests]  # every option checked first
-        file_ids = [await self.photos.get(FaceKey.of(plan)) for plan in plans]
-        missing = [i for i, file_id in enumerate(file_ids) if file_id is None]
+        photos = [await self.photos.get(FaceKey.of(plan)) for plan in plans]
+        missing = [i for i, photo in enumerate(photos) if photo is None]
         jobs: list[Job] = []
         try:
             for i in missing:
@@ -178,23 +238,24 @@ class InlineFaces:
         for i, job, uploaded in zip(missing, jobs, uploads):
             if isinstance(uploaded, BaseException):
                 raise uploaded
-            plans[i], file_ids[i] = job.plan, uploaded
-        return [self._result(i, plan, file_id, locale) for i, (plan, file_id) in enumerate(zip(plans, file_ids))]
+            plans[i], photos[i] = job.plan, uploaded
+        return [self._result(i, plan, photo, locale) for i, (plan, photo) in enumerate(zip(plans, photos))]
 
-    async def _upload(self, job: Job) -> str:
+    async def _upload(self, job: Job) -> CachedPhoto:
         """Draw one face, post it to the storage chat and remember its file id."""
         async with job:
             reply = await job.run()
             message = await self.bot.send_photo(
                 self.storage_chat, InputFile(reply.data, filename=reply.filename),
                 caption=self.caption(face_reply(job.plan).localized(DEFAULT)), disable_notification=True)
-            file_id = message.photo[-1].file_id
-            await self.photos.put(FaceKey.of(job.plan), file_id)
+            photo = await self.photos.put(FaceKey.of(job.plan), message.photo[-1].file_id)
             job.sent()
-            return file_id
+            return photo
 
-    def _result(self, index: int, plan: Plan, file_id: str, locale: str) -> InlineQueryResultCachedPhoto:
+    def _result(self, index: int, plan: Plan, photo: CachedPhoto, locale: str) -> InlineQueryResultCachedPhoto:
         reply = face_reply(plan).localized(locale)
-        return InlineQueryResultCachedPhoto(f"{index}-{plan.seed}-{plan.variation}", file_id, title=reply.title,
+        key = photo.key  # the index keeps ids unique in one answer; the rest names the face (RESULT_ID)
+        return InlineQueryResultCachedPhoto(f"{index}-{key.seed}-{key.variation}-{photo.row}", photo.file_id,
+                                            title=reply.title,
                                             description=self.command_line(reply.command),
                                             caption=self.caption(reply))

@@ -20,7 +20,9 @@ adapters call. With ``METRICS_PORT`` set, ``MetricsServer`` serves them from the
 * ``avatarbot_training_jobs{state}``: custom-style training jobs in the job database, by state;
 * ``avatarbot_platform_up{platform}``: 1 while a chat platform is connected and receiving;
 * ``avatarbot_event_loop_lag_seconds``: histogram of how late a 20 ms ``asyncio.sleep`` wakes
-  (``bot.looplag.LoopLagMonitor``, which also logs a blocked loop).
+  (``bot.looplag.LoopLagMonitor``, which also logs a blocked loop);
+* ``avatarbot_inline_chosen_total{result}``: faces users sent from Telegram's inline strip (with
+  ``/setinlinefeedback`` on), ``known`` or ``unknown`` (a result id that names no cached face: ignored).
 
 ``GET /healthz``: 200 and ``{"status": "ok", "accepting": true, "platforms": {...}, "render_thread": true}``
 when the service takes requests (it stops at the shutdown signal), every configured platform is alive and
@@ -89,9 +91,13 @@ class Metrics:
                                  ["platform"], registry=r)
         self.loop_lag = Histogram("avatarbot_event_loop_lag_seconds", "How late a short asyncio.sleep wakes",
                                   buckets=LAG_BUCKETS, registry=r)
+        self.inline_chosen_results = Counter("avatarbot_inline_chosen", "Faces sent from the inline strip",
+                                             ["result"], registry=r)
         for cache in ("generator", "reply"):
             self.cache_hits.labels(cache)
             self.cache_misses.labels(cache)
+        for result in ("known", "unknown"):
+            self.inline_chosen_results.labels(result)
 
     # -- hooks ------------------------------------------------------------------------------------
 
@@ -109,6 +115,10 @@ class Metrics:
     def cache_lookup(self, cache: str, hit: bool) -> None:
         """A lookup in the ``generator`` or ``reply`` cache."""
         (self.cache_hits if hit else self.cache_misses).labels(cache).inc()
+
+    def inline_chosen(self, known: bool) -> None:
+        """A user sent a face from the inline strip; ``known``: its result id names a cached face."""
+        self.inline_chosen_results.labels("known" if known else "unknown").inc()
 
     def expect_platform(self, platform: str) -> None:
         """Show a platform's series from the start (at zero), before its first request."""

@@ -5,8 +5,15 @@ own (WAL mode: it and the jobs' connection do not block each other's readers). T
 that decides a face's bytes: style, generator weights hash, seed, truncation, variation, size and
 upscaler (``""``: the style's own). A name is not part of it: a name is only a way to spell its seed.
 
-The table is a cache, not part of the jobs schema (``training.database``): it is created when missing,
-and an operator may drop it at any time; faces are then uploaded again as they are asked for.
+A second table, ``telegram_recent_faces``, keeps the faces each user last sent from the inline strip
+(``remember``, ``recent``), by the same key, at most a given number per user. A cached face is also
+named by a number short enough for an inline result id: its row (``CachedPhoto.row``, the table's rowid;
+an upload of the same face again keeps it, while a dropped table or a ``VACUUM`` may give it to another
+face, so whoever reads a row back checks it is the face it expects).
+
+Both tables are a cache, not part of the jobs schema (``training.database``): they are created when
+missing (also in a database from before the second one), and an operator may drop either at any time;
+faces are then uploaded again as they are asked for, and users' recent faces start afresh.
 """
 
 from __future__ import annotations
@@ -37,6 +44,22 @@ CREATE TABLE IF NOT EXISTS telegram_photos (
     PRIMARY KEY (style, weights_sha256, seed, truncation, variation, size, upscaler)
 )
 """
+RECENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS telegram_recent_faces (
+    user_id INTEGER NOT NULL,
+    style TEXT NOT NULL,
+    weights_sha256 TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    truncation REAL NOT NULL,
+    variation INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    upscaler TEXT NOT NULL,
+    chosen_at REAL NOT NULL,
+    PRIMARY KEY (user_id, style, weights_sha256, seed, truncation, variation, size, upscaler)
+)
+"""
+KEY_COLUMNS = "style, weights_sha256, seed, truncation, variation, size, upscaler"
+MAX_ROW = 2**63 - 1  # SQLite's largest rowid: a larger number names no row (and cannot be bound)
 
 
 @dataclass(frozen=True)
@@ -57,9 +80,29 @@ class FaceKey:
         return cls(plan.style, plan.ref.sha256, plan.seed, plan.truncation, plan.variation, plan.size,
                    plan.upscaler or "")
 
+    def values(self) -> tuple:
+        """The key's columns, in ``KEY_COLUMNS`` order."""
+        return (self.style, self.weights_sha256, self.seed, self.truncation, self.variation, self.size,
+                self.upscaler)
+
+
+@dataclass(frozen=True)
+class CachedPhoto:
+    """An uploaded face: its key, its Telegram file id, and its row in ``telegram_photos``."""
+
+    key: FaceKey
+    file_id: str
+    row: int
+
+    @classmethod
+    def of_row(cls, row: tuple) -> "CachedPhoto":
+        """From a ``SELECT rowid, <KEY_COLUMNS>, file_id`` row."""
+        return cls(FaceKey(*row[1:8]), row[8], row[0])
+
 
 class PhotoCache:
-    """The ``telegram_photos`` table: ``get``/``put`` file ids, ``sample`` a few cached faces."""
+    """The ``telegram_photos`` table (``get``/``put`` file ids, ``sample`` a few cached faces, ``find`` one
+    by its row) and ``telegram_recent_faces`` (``remember`` and ``recent``)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -73,6 +116,7 @@ class PhotoCache:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute(SCHEMA)
+            await conn.execute(RECENT_SCHEMA)
         except BaseException:
             await conn.close()
             raise
@@ -84,30 +128,60 @@ class PhotoCache:
             conn, self.conn = self.conn, None
             await conn.close()
 
-    async def get(self, key: FaceKey) -> str | None:
-        """The file id of an uploaded face, or None."""
+    async def get(self, key: FaceKey) -> CachedPhoto | None:
+        """The uploaded face of ``key``, or None."""
         async with self.conn.execute(
-                "SELECT file_id FROM telegram_photos WHERE style = ? AND weights_sha256 = ? AND seed = ? "
-                "AND truncation = ? AND variation = ? AND size = ? AND upscaler = ?",
-                (key.style, key.weights_sha256, key.seed, key.truncation, key.variation, key.size,
-                 key.upscaler)) as cursor:
+                f"SELECT rowid, {KEY_COLUMNS}, file_id FROM telegram_photos WHERE style = ? AND weights_sha256 = ? "
+                "AND seed = ? AND truncation = ? AND variation = ? AND size = ? AND upscaler = ?",
+                key.values()) as cursor:
             row = await cursor.fetchone()
-        return None if row is None else row[0]
+        return None if row is None else CachedPhoto.of_row(row)
 
-    async def put(self, key: FaceKey, file_id: str) -> None:
-        """Remember a face's file id (a later upload of the same face replaces it)."""
+    async def put(self, key: FaceKey, file_id: str) -> CachedPhoto:
+        """Remember a face's file id (a later upload of the same face replaces it, in the same row)."""
         await self.conn.execute(
-            "INSERT OR REPLACE INTO telegram_photos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.style, key.weights_sha256, key.seed, key.truncation, key.variation, key.size, key.upscaler,
-             file_id, time.time()))
+            f"INSERT INTO telegram_photos ({KEY_COLUMNS}, file_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET file_id = excluded.file_id, created_at = excluded.created_at",
+            (*key.values(), file_id, time.time()))
+        return await self.get(key)
 
-    async def sample(self, like: FaceKey, count: int) -> list[tuple[FaceKey, str]]:
+    async def find(self, row: int) -> CachedPhoto | None:
+        """The face in row ``row``, or None."""
+        if not 0 < row <= MAX_ROW:
+            return None
+        async with self.conn.execute(f"SELECT rowid, {KEY_COLUMNS}, file_id FROM telegram_photos WHERE rowid = ?",
+                                     (row,)) as cursor:
+            found = await cursor.fetchone()
+        return None if found is None else CachedPhoto.of_row(found)
+
+    async def sample(self, like: FaceKey, count: int) -> list[CachedPhoto]:
         """Up to ``count`` random cached faces drawn as ``like`` is (same style, weights, truncation, size and
         upscaler; seed and variation are free)."""
         async with self.conn.execute(
-                "SELECT seed, variation, file_id FROM telegram_photos WHERE style = ? AND weights_sha256 = ? "
+                f"SELECT rowid, {KEY_COLUMNS}, file_id FROM telegram_photos WHERE style = ? AND weights_sha256 = ? "
                 "AND truncation = ? AND size = ? AND upscaler = ? ORDER BY RANDOM() LIMIT ?",
                 (like.style, like.weights_sha256, like.truncation, like.size, like.upscaler, count)) as cursor:
             rows = await cursor.fetchall()
-        return [(FaceKey(like.style, like.weights_sha256, seed, like.truncation, variation, like.size,
-                         like.upscaler), file_id) for seed, variation, file_id in rows]
+        return [CachedPhoto.of_row(row) for row in rows]
+
+    async def remember(self, user_id: int, key: FaceKey, keep: int) -> None:
+        """``user_id`` sent the face of ``key``: it becomes their newest recent face, and only their ``keep``
+        newest distinct faces are kept."""
+        # A face sent again is deleted and inserted anew: rowids grow with each insert, so the newest row
+        # is the newest face (a clock set back cannot reorder them).
+        await self.conn.execute(
+            f"INSERT OR REPLACE INTO telegram_recent_faces (user_id, {KEY_COLUMNS}, chosen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (user_id, *key.values(), time.time()))
+        await self.conn.execute(
+            "DELETE FROM telegram_recent_faces WHERE user_id = ? AND rowid NOT IN ("
+            "SELECT rowid FROM telegram_recent_faces WHERE user_id = ? ORDER BY rowid DESC LIMIT ?)",
+            (user_id, user_id, keep))
+
+    async def recent(self, user_id: int, count: int) -> list[CachedPhoto]:
+        """Up to ``count`` faces ``user_id`` sent, newest first, that are still in the cache."""
+        async with self.conn.execute(
+                f"SELECT p.rowid, {KEY_COLUMNS}, p.file_id FROM telegram_recent_faces AS r "
+                f"JOIN telegram_photos AS p USING ({KEY_COLUMNS}) WHERE r.user_id = ? "
+                "ORDER BY r.rowid DESC LIMIT ?", (user_id, count)) as cursor:
+            rows = await cursor.fetchall()
+        return [CachedPhoto.of_row(row) for row in rows]

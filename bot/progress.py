@@ -76,8 +76,8 @@ def describe_job(job: Job, locale: str = DEFAULT, held_back: bool = False) -> st
         text = _("Style '{name}' is ready.").format(name=job.name)
     elif job.status == CANCELLED:
         text = _("Training of style '{name}' was cancelled.").format(name=job.name)
-    else:  # the reason comes from the training side, in English
-        text = _("Training of style '{name}' failed: {reason}").format(name=job.name, reason=job.message)
+    else:  # the reason comes from the training side (jobs ended before reasons were stored: English)
+        text = _("Training of style '{name}' failed: {reason}").format(name=job.name, reason=job.reason or job.message)
     return text.render(locale)
 
 

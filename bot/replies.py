@@ -31,6 +31,11 @@ SWATCHES = {"black": "\N{MEDIUM BLACK CIRCLE}", "brown": "\N{LARGE BROWN CIRCLE}
             "blonde": "\N{LARGE YELLOW CIRCLE}", "red": "\N{LARGE RED CIRCLE}", "pink": "\N{CHERRY BLOSSOM}",
             "blue": "\N{LARGE BLUE CIRCLE}", "green": "\N{LARGE GREEN CIRCLE}",
             "purple": "\N{LARGE PURPLE CIRCLE}", "white": "\N{MEDIUM WHITE CIRCLE}"}
+# Colour words as chat texts show them, translated (the values users type, the reproducing command and
+# the PNG metadata keep the English word).
+COLOUR_NAMES = {"black": _("black"), "brown": _("brown"), "blonde": _("blonde"), "red": _("red"),
+                "pink": _("pink"), "blue": _("blue"), "green": _("green"), "purple": _("purple"),
+                "white": _("white")}
 # The button that takes a hair edit off again.
 ORIGINAL = _("{arrow} original").format(arrow="\N{LEFTWARDS ARROW WITH HOOK}")
 COLOUR_ROW = 5  # hair colour buttons per row on both platforms (Discord's most; short on a phone)
@@ -106,10 +111,15 @@ def _fields(plan: Plan) -> list[tuple[Text, str]]:
 def _with_colours(title: "str | Text", plan: Plan) -> "str | Text":
     """A title followed by a colour edit's words: "Seed 42, blue hair, red eyes"."""
     if plan.hair:
-        title = _("{title}, {colour} hair").format(title=title, colour=plan.hair)
+        title = _("{title}, {colour} hair").format(title=title, colour=colour_name(plan.hair))
     if plan.eyes:
-        title = _("{title}, {colour} eyes").format(title=title, colour=plan.eyes)
+        title = _("{title}, {colour} eyes").format(title=title, colour=colour_name(plan.eyes))
     return title
+
+
+def colour_name(colour: str) -> "str | Text":
+    """A colour word to show in a chat, translated when it renders (an unknown word as it is)."""
+    return COLOUR_NAMES.get(colour, colour)
 
 
 def _colour_suffix(plan: Plan) -> str:
@@ -146,11 +156,19 @@ def cli_command(plan: Plan) -> str:
     return shlex.join(words)
 
 
+def _swatched(colour: str) -> "str | Text":
+    """A hair colour button's label: its swatch, then its translated name."""
+    if colour not in SWATCHES:
+        return colour_name(colour)
+    # Not marked for translation: only the colour inside it is a word.
+    return Text("{swatch} {colour}").format(swatch=SWATCHES[colour], colour=colour_name(colour))
+
+
 def _colour_buttons(plan: Plan, gen, act: dict) -> tuple[Action, ...]:
     """The hair colour row under a single face: each other colour the style draws, and ``ORIGINAL``
     under a face whose hair was recoloured; the seed, variation, truncation and eye colour stay."""
     buttons = [Action("f", plan.seed, variation=plan.variation,
-                      label_text=f"{SWATCHES.get(colour, '')} {colour}".strip(), **{**act, "hair": colour})
+                      label_text=_swatched(colour), **{**act, "hair": colour})
                for colour in gen.colours("hair") if colour != plan.hair]
     if plan.hair is not None:
         buttons.append(Action("f", plan.seed, variation=plan.variation, label_text=ORIGINAL,

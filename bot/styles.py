@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import Counter
 from functools import partial
 from typing import Any, Protocol
 
@@ -29,6 +28,7 @@ from bot.text import ECHO_LIMIT, clip, clip_list, echo, text_length
 from gan.styles import StyleError
 from training.ingest import notify_when_queued
 from training.jobs import SUCCEEDED, Job, JobError, JobEvent, JobManager
+from training.prepare import skip_list
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,15 @@ def _ratio(figures: dict[str, Any]) -> str:
     return f"{float(figures['ratio']):.2f}"
 
 
+def _kid(figures: dict[str, Any], key: str) -> str:
+    """A KID for a chat: the unbiased estimate dips below zero when a style is as close as can be
+    measured, which reads as 0."""
+    return f"{max(float(figures[key]), 0.0):.4f}"
+
+
 def refusal(exc: JobError) -> Text:
     """What a refused style command says to the admin, to render in their language. The upload
-    problem (``bad_upload``) is worded by the training side, in English."""
+    problem (``bad_upload``) is worded by the training side, translated here."""
     details = dict(exc.details)
     if "running" in details:
         details["doing"] = _("training") if details["running"] else _("queued")
@@ -141,13 +147,12 @@ def _user_error(exc: JobError) -> UserError:
 
 def upload_summary(job: Job, locale: str = DEFAULT) -> str:
     """What ingestion kept and skipped, e.g. ``kept 38 images; skipped: 2 duplicate`` (the reasons are
-    ``training.prepare``'s words, in English)."""
+    ``training.prepare``'s, translated)."""
     report = job.report or {}
-    kept, skipped = int(report.get("kept", 0)), Counter(report.get("skipped") or {})
+    kept, skipped = int(report.get("kept", 0)), report.get("skipped") or {}
     text = ngettext("kept {count} image", "kept {count} images", kept).format(count=kept)
     if skipped:
-        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
-        text = _("{kept}; skipped: {reasons}").format(kept=text, reasons=reasons)
+        text = _("{kept}; skipped: {reasons}").format(kept=text, reasons=skip_list(skipped))
     return text.render(locale)
 
 
@@ -264,6 +269,14 @@ class StyleDesk:
         await self._call(self.jobs.styles.publish(scope, name))
         await self._load_style_named(scope, name)
         return _("Style '{name}' is published: members can draw in it now.").format(name=name).render(locale)
+
+    def gate_settled(self, platform: str, chat_id: str, data: str) -> bool:
+        """Whether the style under a Publish or Discard button no longer waits for an admin (published,
+        discarded or expired): its buttons have done their work and can come off the message."""
+        name = (data.split(":", 2) + ["", ""])[2]
+        scope = job_scope(platform, chat_id)
+        record = self.jobs.styles.any_record(scope, name) if scope else None
+        return record is None or not record.pending
 
     async def set_default(self, platform: str, chat_id: str, name: str, locale: str = DEFAULT) -> str:
         """Make a built-in or custom style the chat's default."""
@@ -383,13 +396,14 @@ class StyleDesk:
                          "your pictures by {ratio} times than the default style (KID {kid_style}; the default "
                          "style's {kid_default}). It is not published: members cannot draw in it until an admin "
                          "presses Publish. Discard deletes it; unpublished, it is deleted after {days} days.").format(
-                    name=job.name, ratio=_ratio(figures), kid_style=figures["kid_style"],
-                    kid_default=figures["kid_default"], days=days)
+                    name=job.name, ratio=_ratio(figures), kid_style=_kid(figures, "kid_style"),
+                    kid_default=_kid(figures, "kid_default"), days=days)
             return text.render(locale)
         usage = channel.command_line(Command("avatar", (("style", job.name),)))
         text = _("Style '{name}' is ready: try {usage} here.").format(name=job.name, usage=usage).render(locale)
         if figures is not None and "ratio" in figures:
             text += " " + _("It is closer to your pictures by {ratio} times than the default style (KID {kid_style}; "
                             "the default style's {kid_default}).").format(
-                ratio=_ratio(figures), kid_style=figures["kid_style"], kid_default=figures["kid_default"]).render(locale)
+                ratio=_ratio(figures), kid_style=_kid(figures, "kid_style"),
+                kid_default=_kid(figures, "kid_default")).render(locale)
         return text

@@ -20,8 +20,9 @@ Updates come by long polling, or with ``TELEGRAM_WEBHOOK_URL`` through python-te
 server (``Updater.start_webhook``, on this event loop), which registers the URL and its secret token
 with Telegram at start and refuses any POST without that token.
 
-Inline mode (``@bot alice`` in any chat) is ``bot.inline``; with ``TELEGRAM_CACHE_CHAT_ID`` its faces'
-file ids are kept in the database (``bot.photo_cache``), opened at start and closed at stop.
+Inline mode (``@bot alice`` in any chat, and the faces users send from it) is ``bot.inline``; with
+``TELEGRAM_CACHE_CHAT_ID`` its faces' file ids are kept in the database (``bot.photo_cache``), opened at
+start and closed at stop.
 
 Replies speak the sender's language (their ``language_code``, ``bot.i18n``); the command menu is set
 once per language (``setMyCommands`` with ``language_code``), English for everyone else.
@@ -38,7 +39,8 @@ from telegram import (BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboa
 from telegram.constants import CallbackQueryLimit, ChatAction, ChatType, MessageLimit
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler,
-                          CommandHandler, ContextTypes, InlineQueryHandler, MessageHandler, filters)
+                          ChosenInlineResultHandler, CommandHandler, ContextTypes, InlineQueryHandler,
+                          MessageHandler, filters)
 
 from bot.actions import Action, is_action
 from bot.errors import APOLOGY, UserError
@@ -373,8 +375,13 @@ class TelegramHandlers:
         await query.answer()
         if await self._refused(update, context):
             return
-        await self._answer(update, self.desk.gate_button("telegram", str(update.effective_chat.id), query.data or "",
-                                                         _locale(update)))
+        chat, data = str(update.effective_chat.id), query.data or ""
+        await self._answer(update, self.desk.gate_button("telegram", chat, data, _locale(update)))
+        if self.desk.gate_settled("telegram", chat, data):
+            try:
+                await query.edit_message_reply_markup(reply_markup=None)
+            except TelegramError as exc:
+                log.warning("could not take the buttons off message %s: %s", query.message and query.message.id, exc)
 
     async def serve(self, update: Update, context: ContextTypes.DEFAULT_TYPE, request: AvatarRequest) -> None:
         """Admit (or refuse), show the chat action, draw, send; every failure is answered."""
@@ -458,6 +465,7 @@ def build_application(settings, service: AvatarService, desk: StyleDesk,
     inline = InlineFaces(app.bot, service, photos, settings.telegram_cache_chat_id if photos else None,
                          _caption, command_line, parse_options)
     app.add_handler(InlineQueryHandler(inline.query))
+    app.add_handler(ChosenInlineResultHandler(inline.chosen))
     app.add_error_handler(h.error)
     return app
 
@@ -481,7 +489,7 @@ class TelegramPlatform:
                                                language_code=None if language == DEFAULT else language)
         if self.photos is not None:
             await self.photos.open()
-        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
+        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY, Update.CHOSEN_INLINE_RESULT]
         s = self.settings
         if s.telegram_webhook_url:
             await self.app.updater.start_webhook(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,6 +27,21 @@ def private_cache(tmp_path_factory, monkeypatch):
     """Each test (and the CLIs it runs) caches features under its own folder, not the user's
     ~/.cache: a test neither leaves files there nor passes on a hit from an earlier run."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+def in_process_cli(capsys, main: Callable[[list[str]], int], prog: str) -> Callable[..., subprocess.CompletedProcess]:
+    """``prog ARGS...`` run in this process as its console script runs it (``sys.exit(main())``): the
+    same exit status and output streams, without starting TensorFlow again for each command."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess([prog, *args], code, out.out, out.err)
+
+    return run
 
 
 def tiny_config(**overrides):

@@ -12,15 +12,14 @@ import pytest
 from PIL import Image
 
 from tests.fakes.discord_server import EPHEMERAL, FakeDiscord, Interaction, SentMessage
-from tests.fakes.harness import DISCORD_TOKEN, TELEGRAM_TOKEN, BotProcess
-from tests.fakes.loop_thread import LoopThread, wait_until
+from tests.fakes.harness import DISCORD_TOKEN, TELEGRAM_TOKEN, TG_BOT, BotProcess, Servers, running_bot
+from tests.fakes.loop_thread import wait_until
 from tests.fakes.styles import make_tiny_styles
 from tests.fakes.telegram_server import Call, FakeTelegram
 from gan.imaging import read_png_metadata
 from gan.latents import seed_for_name
 
 GUILD = 555
-TG_BOT = "avatar_test_bot"
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -37,20 +36,6 @@ def generator(weights):
     return AvatarGenerator.load(weights / "default")
 
 
-class Servers:
-    def __init__(self) -> None:
-        self.thread = LoopThread()
-        self.discord = FakeDiscord(DISCORD_TOKEN)
-        self.telegram = FakeTelegram(TELEGRAM_TOKEN, TG_BOT)
-        self.thread.run(self.discord.start())
-        self.thread.run(self.telegram.start())
-
-    def close(self) -> None:
-        self.thread.run(self.discord.stop())
-        self.thread.run(self.telegram.stop())
-        self.thread.stop()
-
-
 @pytest.fixture
 def fresh_servers():
     servers = Servers()
@@ -61,16 +46,8 @@ def fresh_servers():
 @pytest.fixture(scope="module")
 def main_bot(weights, tmp_path_factory):
     """One bot on both platforms for the functional tests (each test uses its own users)."""
-    servers = Servers()
-    bot = BotProcess(tmp_path_factory.mktemp("main-bot"), weights, servers.discord, servers.telegram,
-                     user_cooldown_s=30)
-    try:
-        bot.wait_ready()
-        yield bot, servers.discord, servers.telegram
-    finally:
-        code = bot.stop()
-        servers.close()
-    assert code == 0, bot.output[-3000:]
+    with running_bot(tmp_path_factory.mktemp("main-bot"), weights, user_cooldown_s=30) as running:
+        yield running
 
 
 _users = iter(range(20_000, 10**9))

@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
-
-
-@dataclass
-class Result:
-    """What a shell sees of a command: its exit status and its two output streams."""
-
-    returncode: int
-    stdout: str
-    stderr: str
+from tests.conftest import REPO, in_process_cli
 
 
 @pytest.fixture
 def avatarbot(capsys):
-    """Run ``avatarbot ARGS...`` in this process, as ``python -m bot`` does (``sys.exit(main())``)."""
+    """Run ``avatarbot ARGS...`` in this process, as ``python -m bot`` does."""
     from bot.cli import main
 
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return run
+    return in_process_cli(capsys, main, "avatarbot")
 
 
 def test_generate_writes_a_png_whose_metadata_names_its_seed(tiny_style, tmp_path):

@@ -16,9 +16,9 @@ import pytest
 
 from gan.colours import EYE_COLOURS, HAIR_COLOURS
 from gan.imaging import read_png_metadata
-from tests.fakes.harness import BotProcess
+from tests.fakes.harness import running_bot
 from tests.fakes.styles import make_tiny_styles
-from tests.test_bot_e2e import Servers, answer, button, is_ephemeral, picture, pixels, text_of, tg_reply
+from tests.test_bot_e2e import answer, button, is_ephemeral, picture, pixels, text_of, tg_reply
 
 _users = iter(range(30_000_000, 10**9))
 
@@ -44,16 +44,8 @@ def generator(weights):
 
 @pytest.fixture(scope="module")
 def colour_bot(weights, tmp_path_factory):
-    servers = Servers()
-    bot = BotProcess(tmp_path_factory.mktemp("colour-bot"), weights, servers.discord, servers.telegram,
-                     cache_size=0)
-    try:
-        bot.wait_ready()
-        yield bot, servers.discord, servers.telegram
-    finally:
-        code = bot.stop()
-        servers.close()
-    assert code == 0, bot.output[-3000:]
+    with running_bot(tmp_path_factory.mktemp("colour-bot"), weights, cache_size=0) as running:
+        yield running
 
 
 def discord_png(dc, options: dict) -> bytes:

@@ -3,34 +3,41 @@ their own language through the real discord.py and python-telegram-bot against t
 
 from __future__ import annotations
 
+import io
 import string
+import zipfile
 from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from PIL import Image
 
 from bot.i18n import LANGUAGES, catalogue_path, normalize_locale
+from gan.colours import EYE_COLOURS, HAIR_COLOURS
 from gan.imaging import read_png_metadata
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.harness import DISCORD_TOKEN, TELEGRAM_TOKEN, BotProcess
-from tests.fakes.loop_thread import LoopThread, wait_until
+from tests.fakes.harness import running_bot
+from tests.fakes.loop_thread import wait_until
 from tests.fakes.styles import make_tiny_styles
 from tests.fakes.telegram_server import FakeTelegram
 
 REPO = Path(__file__).resolve().parent.parent
 TRANSLATED = [lang for lang in LANGUAGES if lang != "en"]
 DISCORD_DESCRIPTION_LIMIT = 100  # Discord refuses longer command and option descriptions
+DISCORD_CHOICE_NAME_LIMIT = 100  # ... and longer choice names (and empty ones)
 
 
 # -- the catalogues ---------------------------------------------------------------------------------
 
 def _messages() -> dict[str, tuple[str, ...]]:
-    """Every translatable message in bot/, as babel extracts it: msgid -> its forms (singular, plural)."""
+    """Every translatable message in bot/ and training/ (``N_``), as babel extracts it: msgid -> its
+    forms (singular, plural)."""
     found = {}
-    for _file, _line, message, _comments, _context in extract_from_dir(str(REPO / "bot"), [("**.py", "python")]):
-        forms = message if isinstance(message, tuple) else (message,)
-        found[forms[0]] = forms
+    for package in ("bot", "training"):
+        for _file, _line, message, _comments, _context in extract_from_dir(str(REPO / package),
+                                                                           [("**.py", "python")]):
+            forms = message if isinstance(message, tuple) else (message,)
+            found[forms[0]] = forms
     return found
 
 
@@ -77,20 +84,8 @@ def test_platform_locales_map_to_a_catalogue(code, lang):
 def bot(tmp_path_factory):
     """One bot on both platforms (users of this module have their own ids)."""
     weights = make_tiny_styles(tmp_path_factory.mktemp("weights"), ("default",))
-    thread = LoopThread()
-    dc, tg = FakeDiscord(DISCORD_TOKEN), FakeTelegram(TELEGRAM_TOKEN, "avatar_test_bot")
-    thread.run(dc.start())
-    thread.run(tg.start())
-    process = BotProcess(tmp_path_factory.mktemp("i18n-bot"), weights, dc, tg)
-    try:
-        process.wait_ready()
+    with running_bot(tmp_path_factory.mktemp("i18n-bot"), weights) as (_, dc, tg):
         yield dc, tg
-    finally:
-        code = process.stop()
-        thread.run(dc.stop())
-        thread.run(tg.stop())
-        thread.stop()
-    assert code == 0, process.output[-3000:]
 
 
 _users = iter(range(60_000, 10**9))
@@ -161,6 +156,28 @@ def test_discord_commands_carry_localized_descriptions(bot):
         assert not item.get("name_localizations")  # names stay as users type them
 
 
+def test_discord_colour_choices_show_translated_names_and_give_english_values(bot):
+    """A Chinese or Japanese client lists /avatar's hair and eye colours in its language; the value
+    Discord sends back (and so the reproducing command and the PNG metadata) is the English word."""
+    dc, tg = bot
+    avatar = next(c for c in dc.commands["global"] if c["name"] == "avatar")
+    options = {o["name"]: o for o in avatar["options"]}
+    hair = {c["value"]: c for c in options["hair"]["choices"]}
+    eyes = {c["value"]: c for c in options["eyes"]["choices"]}
+    assert list(hair) == list(HAIR_COLOURS) and list(eyes) == list(EYE_COLOURS)
+    assert hair["blue"]["name"] == "blue"
+    assert hair["blue"]["name_localizations"]["zh-CN"] == "蓝色"
+    assert hair["blue"]["name_localizations"]["ja"] == "青"
+    assert hair["blonde"]["name_localizations"]["ja"] == "金髪"
+    assert eyes["brown"]["name_localizations"]["zh-CN"] == "棕色"
+    assert eyes["red"]["name_localizations"]["ja"] == "赤"
+    for choices in (hair, eyes):
+        for code in ("zh-CN", "ja"):
+            names = [c["name_localizations"][code] for c in choices.values()]
+            assert all(1 <= len(n) <= DISCORD_CHOICE_NAME_LIMIT for n in names), names
+            assert len(set(names)) == len(names), names  # each colour told apart in every language
+
+
 def test_discord_answers_in_the_interactions_locale(bot):
     dc, tg = bot
     refusal = dc_answer(dc.slash("avatar", {"count": 9}, user_id=next(_users), locale="ja"))
@@ -212,3 +229,68 @@ def test_style_training_messages_speak_the_admins_language(tmp_path):
     assert refusal_text(limit, "zh").endswith("5 小时 12 分钟 后可以再次训练。")
     busy = JobError("busy", "busy", name="ink", running=True)
     assert refusal_text(busy, "ja") == "スタイル 'ink' はすでにここで学習中です。終わるのを待つか、中止してください。"
+
+
+def test_why_an_upload_was_refused_or_a_job_failed_is_translated(tmp_path):
+    """Reasons worded by the training side (an upload refused, pictures skipped, a job that failed)
+    reach the chat in the admin's language, figures and nested reasons included."""
+    from bot.progress import describe_job
+    from bot.styles import refusal_text, upload_summary
+    from training.errors import JobError, Message
+    from training.jobs import FAILED, SUCCEEDED, Job
+    from training.prepare import Limits, PrepareError, ingest_zip_bytes
+
+    def refused(data: bytes, **limits) -> JobError:
+        with pytest.raises(PrepareError) as caught:
+            ingest_zip_bytes(data, tmp_path / f"out-{len(list(tmp_path.iterdir()))}", limits=Limits(**limits))
+        return JobError("bad_upload", problem=caught.value.message)
+
+    not_zip = refused(b"these are not pictures")
+    assert refusal_text(not_zip) == "Upload refused: not a zip file."
+    assert refusal_text(not_zip, "zh") == "上传被拒绝：不是 zip 文件。"
+    assert refusal_text(not_zip, "ja") == "アップロードを受け付けられません：zip ファイルではありません。"
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(tiny, format="PNG")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("a.txt", b"text")
+        zf.writestr("b.png", tiny.getvalue())
+        zf.writestr("c.txt", b"more text")
+    skipped = refused(buffer.getvalue())
+    assert refusal_text(skipped) == ("Upload refused: no usable images (skipped: 2 not a JPEG, PNG or WEBP picture "
+                                     "and 1 too small).")
+    assert refusal_text(skipped, "ja") == ("アップロードを受け付けられません：使える画像がありません（スキップ: "
+                                           "JPEG・PNG・WEBP の画像ではありません 2 枚、小さすぎる 1 枚）。")
+    big = refused(b"x" * 2048, max_upload_bytes=1024)
+    assert refusal_text(big, "zh") == "上传被拒绝：压缩包大于 1.0 KB。"
+
+    failed = Job(3, "telegram:1", "ink", FAILED, 40, 1500, "training took too long and was stopped", None, 1, 0.0,
+                 0.0, "telegram:2", tmp_path, tmp_path, reason=Message("training took too long and was stopped"))
+    assert describe_job(failed) == "Training of style 'ink' failed: training took too long and was stopped"
+    assert describe_job(failed, "zh") == "风格 'ink' 训练失败：训练用时过长，已停止"
+    done = Job(4, "telegram:1", "ink", SUCCEEDED, 1500, 1500, "", None, 1, 0.0, 0.0, "telegram:2", tmp_path,
+               tmp_path, report={"kept": 38, "skipped": {"duplicate": 2, "too small": 1}})
+    assert upload_summary(done) == "kept 38 images; skipped: 2 duplicate and 1 too small"
+    assert upload_summary(done, "zh") == "保留了 38 张图片；跳过: 重复 2 张和太小 1 张"
+
+
+def test_colour_words_in_titles_and_buttons_are_translated_but_the_command_keeps_english():
+    from bot.replies import _colour_buttons, face_reply
+    from bot.requests import Plan
+
+    plan = Plan("avatar", "default", 42, 1.0, 256, hair="blue", eyes="red")
+    reply = face_reply(plan)
+    assert reply.title.render("en") == "Seed 42, blue hair, red eyes"
+    assert reply.title.render("zh") == "种子 42，蓝色头发，红色眼睛"
+    assert reply.title.render("ja") == "シード 42、青の髪、赤の目"
+    assert ("hair", "blue") in reply.command.args and ("eyes", "red") in reply.command.args
+
+    class Colours:  # a style drawing two hair colours
+        @staticmethod
+        def colours(kind: str) -> tuple[str, ...]:
+            return ("black", "blue")
+
+    buttons = _colour_buttons(plan, Colours(), {"style": "default", "eyes": "red"})
+    assert [b.label_in("ja") for b in buttons][0] == "\N{MEDIUM BLACK CIRCLE} 黒"
+    assert [(b.hair, b.eyes) for b in buttons] == [("black", "red"), (None, "red")]  # and the original
+    assert buttons[0].label_in("en") == "\N{MEDIUM BLACK CIRCLE} black"

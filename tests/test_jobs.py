@@ -15,9 +15,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.styles import refusal_text
 from tests.conftest import INCEPTION_WEIGHTS, integrity, zip_of, REPO, make_image_folder
+from training.errors import Message
 from training.gate import GateSpec
 from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
 from training.protocol import JobSpec
@@ -232,6 +234,24 @@ async def test_a_style_further_from_the_pictures_than_its_baseline_is_held_back_
     assert manager.styles.any_record("discord:1", "ink") is None and not record.path.exists()
     assert rows(env.db, "SELECT COUNT(*) FROM styles") == [(0,)]
     assert integrity(env.db) == "ok"
+
+
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+async def test_a_style_closer_to_the_pictures_than_its_baseline_is_published_at_once(env, managers, upload, tmp_path):
+    # The baseline is a folder of black pictures: any style of faces comes closer to the upload.
+    black = tmp_path / "black"
+    black.mkdir()
+    for i in range(16):
+        Image.new("RGB", (64, 64)).save(black / f"{i:02d}.png")
+    gate = GateSpec(inception_weights=str(INCEPTION_WEIGHTS), samples=16, real_samples=16, baseline=str(black))
+    manager = await managers(env.manager(gate=gate))
+    job = await manager.submit("discord:1", "ink", upload, steps=2)
+    done = await manager.wait(job.id, WAIT_S)
+    assert (done.status, done.message) == (SUCCEEDED, "style ready"), done
+    record = manager.styles.any_record("discord:1", "ink")
+    assert not record.pending and record.gate["ratio"] > 1, record.gate
+    assert manager.styles.resolve_style("discord:1", "ink") is not None
+    assert manager.styles.style_names("discord:1") == ["ink"] and manager.styles.pending_names("discord:1") == []
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -456,6 +476,9 @@ async def test_worker_killed_with_sigkill_fails_the_job_cleanly(env, managers, u
     os.kill(running.pid, signal.SIGKILL)
     failed = await manager.wait(job.id, WAIT_S)
     assert failed.status == FAILED and "killed by SIGKILL" in failed.message
+    # The chat translates the reason: the database keeps it as a template with its figures.
+    assert failed.reason.template == "the training process stopped unexpectedly ({detail})"
+    assert str(failed.reason) == failed.message
     assert failed.pid is None and failed.error  # the worker's log tail, for the operator
     assert not job.job_dir.exists() and manager.styles.resolve_style("discord:1", "ink") is None
     assert not (env.styles / "discord").exists() or not any((env.styles / "discord").rglob("*"))
@@ -478,6 +501,7 @@ async def test_a_worker_error_fails_the_job_with_its_reason_and_no_retry(env, ma
     failed = await manager.wait(job.id, WAIT_S)
     assert failed.status == FAILED and failed.attempts == 1
     assert "default style cannot be fine-tuned" in failed.message and str(broken) not in failed.message
+    assert failed.reason == Message("the default style cannot be fine-tuned: its files are missing or corrupt")
     assert "sha256" in failed.error  # the details, from the worker's log, for the operator
     assert not job.job_dir.exists() and manager.styles.resolve_style("telegram:7", "ink") is None
     assert integrity(env.db) == "ok"
@@ -683,3 +707,31 @@ def test_worker_fine_tunes_the_default_style_with_the_jobs_settings(env, tmp_pat
     del spec["lr_warmup_steps"], spec["lr_decay_start"]  # a job queued by an older version
     older = train_options(JobSpec.from_dict(spec))
     assert older.lr_warmup_steps == 0 and older.lr_decay_start is None
+
+
+# ---------------------------------------------------------------------------- the database file
+
+async def test_a_database_of_the_previous_schema_is_migrated_and_keeps_its_jobs(tmp_path):
+    """A bot upgraded over an existing file: its jobs stay, and a job that ended before failure reasons
+    were stored as messages still reads its English reason."""
+    from bot.progress import describe_job
+    from training.database import MIGRATIONS
+
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as old:
+        for version in (1, 2, 3):
+            old.executescript(MIGRATIONS[version])
+        old.execute("PRAGMA user_version = 3")
+        old.execute("INSERT INTO jobs (scope, name, status, total_steps, message, created_at, updated_at, data_dir, "
+                    "run_dir) VALUES ('discord:1', 'ink', 'failed', 1500, 'training took too long and was stopped', "
+                    "0, 0, '/x/data', '/x/run')")
+    manager = JobManager(path, tmp_path / "styles", tmp_path / "no-default", fast_settings())
+    await manager.start()
+    try:
+        job = await manager.get_job(1)
+    finally:
+        await manager.stop()
+    assert rows(path, "PRAGMA user_version") == [(4,)]
+    assert (job.name, job.message, job.reason) == ("ink", "training took too long and was stopped", None)
+    assert describe_job(job) == "Training of style 'ink' failed: training took too long and was stopped"
+    assert integrity(path) == "ok"

@@ -482,7 +482,7 @@ def test_unloadable_face_cascade_is_an_error(tmp_path):
 def test_report_summary_reads_well_in_a_chat():
     report = PrepareReport(kept=38, skipped=Counter({"corrupt or unreadable": 1, "duplicate": 2}),
                            out_dir=Path("data/x"))
-    assert report.summary() == "kept 38 images; skipped: 2 duplicate, 1 corrupt or unreadable"
+    assert report.summary() == "kept 38 images; skipped: 2 duplicate and 1 corrupt or unreadable"
     assert PrepareReport(kept=1).summary() == "kept 1 image"
     assert json.loads(json.dumps(report.to_dict())) == {
         "kept": 38, "skipped": {"corrupt or unreadable": 1, "duplicate": 2}, "out_dir": "data/x"}

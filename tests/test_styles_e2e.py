@@ -18,11 +18,11 @@ from bot.progress import format_size
 from gan.imaging import read_png_metadata
 from tests.conftest import INCEPTION_WEIGHTS, integrity, zip_of, make_image_folder
 from tests.fakes.discord_server import MANAGE_GUILD, ChannelMessage, FakeDiscord
-from tests.fakes.harness import BotProcess
+from tests.fakes.harness import BotProcess, Servers, running_bot
 from tests.fakes.loop_thread import wait_until
 from tests.fakes.styles import make_tiny_styles
 from tests.fakes.telegram_server import Call
-from tests.test_bot_e2e import Servers, answer, is_ephemeral, new_user, picture, text_of, tg_reply
+from tests.test_bot_e2e import answer, is_ephemeral, new_user, picture, text_of, tg_reply
 from training.style_store import folder_size
 
 GUILD, OTHER_GUILD = 555, 556
@@ -60,16 +60,9 @@ TG_OWNER = 4242
 
 @pytest.fixture(scope="module")
 def style_bot(weights, tmp_path_factory):
-    servers = Servers()
     workdir = tmp_path_factory.mktemp("style-bot")
-    bot = BotProcess(workdir, weights, servers.discord, servers.telegram, bot_admin_ids=TG_OWNER, **FAST)
-    try:
-        bot.wait_ready()
-        yield bot, servers.discord, servers.telegram, workdir
-    finally:
-        code = bot.stop()
-        servers.close()
-    assert code == 0, bot.output[-3000:]
+    with running_bot(workdir, weights, bot_admin_ids=TG_OWNER, **FAST) as (bot, dc, tg):
+        yield bot, dc, tg, workdir
     assert "Traceback" not in bot.output, "every failure was expected and answered, none crashed"
     assert integrity(workdir / "data" / "avatarbot.db") == "ok"
     assert not list(workdir.rglob("escaped.png")), "nothing is written outside a job's folder"
@@ -401,8 +394,8 @@ def test_a_style_further_from_the_pictures_than_the_baseline_waits_for_an_admin_
         assert "(4 steps)" in text_of(answer(discord_train(dc, "ink", uploads["good"], channel)))
         held = wait_until(lambda: posts_with(dc, channel, r"Style 'ink' came out further"), JOB_WAIT_S, "the style")
         message = held[0].latest
-        assert re.search(r"closer to your pictures by 0\.\d\d times than the default style \(KID -?[\d.]+; the "
-                         r"default style's -?[\d.]+\)\. It is not published", message.content), message.content
+        assert re.search(r"closer to your pictures by 0\.\d\d times than the default style \(KID \d\.\d{4}; the "
+                         r"default style's \d\.\d{4}\)\. It is not published", message.content), message.content
         assert message.labels == ["Publish", "Discard"]
         assert dc.posts(channel)[0].content.startswith("Style 'ink' is trained but held back")
         ratio = float(re.search(r"by (\d\.\d\d) times", message.content).group(1))
@@ -416,9 +409,13 @@ def test_a_style_further_from_the_pictures_than_the_baseline_waits_for_an_admin_
         member = answer(dc.click(message, publish, user_id=new_user(), guild_id=GUILD))
         assert is_ephemeral(member) and "Manage Server" in text_of(member)
         assert rows(db, "SELECT pending FROM styles WHERE name = 'ink'") == [(1,)]
+        assert held[0].latest.labels == ["Publish", "Discard"], "a member's press leaves the buttons"
         # An admin publishes it: from then on everyone draws in it.
         published = answer(dc.click(message, publish, user_id=new_user(), guild_id=GUILD, permissions=ADMIN))
         assert text_of(published) == "Style 'ink' is published: members can draw in it now."
+        # The buttons have done their work: they come off the message, which keeps its figures.
+        wait_until(lambda: held[0].latest.labels == [], 30, "the buttons to come off")
+        assert held[0].content == message.content
         ans = answer(dc.slash("avatar", {"seed": "42", "style": "ink"}, user_id=new_user()))
         assert read_png_metadata(picture(ans)[1])["style"] == "ink"
         again = answer(dc.click(message, discard, user_id=new_user(), guild_id=GUILD, permissions=ADMIN))
@@ -439,6 +436,9 @@ def test_a_style_further_from_the_pictures_than_the_baseline_waits_for_an_admin_
         before = len(tg.sent(group))
         tg.press(final, discard, admin)
         assert tg_reply(tg, group, before).text == "Style 'sea' discarded."
+        cleared = wait_until(lambda: tg.calls_to("editMessageReplyMarkup"), 30, "the buttons to come off")
+        assert str(cleared[0].params["message_id"]) == str(final.result["message_id"])
+        assert not cleared[0].params.get("reply_markup")
         assert rows(db, "SELECT name FROM styles WHERE name = 'sea'") == []
         assert not (tmp_path / "bot" / folder).exists()
     finally:

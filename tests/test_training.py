@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import INCEPTION_WEIGHTS, REPO, make_image_folder, tiny_config
+from tests.conftest import INCEPTION_WEIGHTS, REPO, in_process_cli, make_image_folder, tiny_config
 
 
 def _options(data, **kw):
@@ -217,20 +217,10 @@ def _cli(*args, cwd=REPO):
 
 @pytest.fixture
 def train_cli(capsys):
-    """``avatarbot-train ARGS...`` in this process, as ``python -m training`` runs it
-    (``sys.exit(main())``): the same exit status and output streams, without starting TensorFlow again."""
+    """``avatarbot-train ARGS...`` in this process, as ``python -m training`` runs it."""
     from training.cli import main
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(["avatarbot-train", *args], code, out.out, out.err)
-
-    return run
+    return in_process_cli(capsys, main, "avatarbot-train")
 
 
 def test_fine_tuning_run_takes_the_model_settings_of_the_style_it_starts_from(train_cli, tmp_path, tiny_style,

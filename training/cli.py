@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated training faces are drawn at truncations from this to 1 (default 0.5)")
     d.add_argument("--crop", type=int, default=48, help="training crop of the 64-px faces (default 48)")
     d.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the cosine schedule (default 2e-3)")
-    d.add_argument("--loss", choices=("l1", "mse"), default="l1", help="training loss (default l1)")
+    d.add_argument("--loss", choices=("l1", "mse", "l1-luma"), default="l1",
+                   help="training loss: l1 (default), mse, or l1-luma (L1 plus twice the L1 of the luma)")
     d.add_argument("--ema", type=float, default=0.999,
                    help="decay of the weight average that is scored and exported (0: none; default 0.999)")
     d.add_argument("--init", metavar="FOLDER",

@@ -19,7 +19,7 @@ import aiosqlite
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE jobs (
@@ -69,6 +69,11 @@ MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE styles ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE styles ADD COLUMN gate TEXT;
+    """,
+    # Why a job failed or was cancelled, as a message for the chat to translate
+    # (training.errors.Message as JSON; NULL: not ended, or ended before this column existed).
+    4: """
+    ALTER TABLE jobs ADD COLUMN reason TEXT;
     """,
 }
 

@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 HELD_OUT = 200
 TRAIN_SEED_BASE = 1_000_000_000  # training faces come from seeds far from the held-out 0..199
 CHUNK = 128
-LOSSES = ("l1", "mse")
+LOSSES = ("l1", "mse", "l1-luma")
+# BT.601 luma weights (of R, G, B), the Y that ``psnr_y`` scores; "l1-luma" adds the L1 error of this Y
+# to the RGB one, LUMA_WEIGHT times over, so the student spends its capacity where the eye (and the
+# super-resolution convention) looks: line work and shading rather than hue.
+LUMA = (0.299, 0.587, 0.114)
+LUMA_WEIGHT = 2.0
 
 
 @dataclass
@@ -53,7 +58,7 @@ class DistillOptions:
     held_out: int = HELD_OUT
     student: dict = field(default_factory=lambda: StudentConfig().to_dict())
     init: str = ""  # a student upscaler folder whose weights the run starts from (a fine-tune)
-    loss: str = "l1"  # "l1" or "mse" (PSNR's own measure: a fine-tune's last steps)
+    loss: str = "l1"  # "l1", "mse" (PSNR's own measure: a fine-tune's last steps) or "l1-luma"
     ema: float = 0.0  # decay of an average of the weights that is scored and exported (0: the weights)
 
     def save(self, run_dir: Path) -> None:
@@ -229,7 +234,12 @@ def train(run_dir: Path, options: DistillOptions, progress: bool = True) -> dict
     def step(lr, hr):
         with tf.GradientTape() as tape:
             error = student(lr, training=True) - hr
-            loss = tf.reduce_mean(tf.abs(error) if options.loss == "l1" else tf.square(error))
+            if options.loss == "mse":
+                loss = tf.reduce_mean(tf.square(error))
+            else:
+                loss = tf.reduce_mean(tf.abs(error))
+            if options.loss == "l1-luma":
+                loss += LUMA_WEIGHT * tf.reduce_mean(tf.abs(tf.tensordot(error, tf.constant(LUMA), axes=1)))
         grads = tape.gradient(loss, student.trainable_variables)
         optimizer.apply_gradients(zip(grads, student.trainable_variables))
         if average is not None:

@@ -37,12 +37,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from training.errors import Message, N_
 from training.prepare import Limits, PrepareError, PrepareReport, ingest_zip_bytes, prepare_dataset
 
 log = logging.getLogger(__name__)
 
 INGEST_NICE = 19  # the lowest priority: the child gets the CPU time the bot and its replies leave
 REFUSED, OUT_OF_MEMORY = 3, 4  # the child's exit statuses besides 0 (a report) and crashes
+TOOK_TOO_LONG = N_("checking it took longer than {seconds} s")
 # One thread for every library in the child: it needs no more, and each thread would also reserve
 # address space (a stack, a malloc arena) under the memory cap.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -148,26 +150,32 @@ async def _run_child(upload: bytes | str | os.PathLike, out: Path, limits: Limit
         await _remove(out, existed)
         if isinstance(exc, TimeoutError):
             log.warning("ingestion of %s took longer than %g s: killed", out, limits.timeout_s)
-            raise PrepareError(f"checking it took longer than {limits.timeout_s:g} s") from None
+            raise PrepareError(TOOK_TOO_LONG, seconds=f"{limits.timeout_s:g}") from None
         raise
     rc = proc.returncode
     answer = _last_json_line(stdout)
     if rc == 0 and isinstance(answer.get("report"), dict):
         return PrepareReport.from_dict(answer["report"])
     await _remove(out, existed)
-    if rc == REFUSED and isinstance(answer.get("error"), str):
-        raise PrepareError(answer["error"])
+    if rc == REFUSED and isinstance(answer.get("error"), dict):
+        try:
+            refusal = Message.from_dict(answer["error"])
+        except ValueError:
+            pass
+        else:
+            raise PrepareError(refusal.template, **refusal.params)
     if rc == OUT_OF_MEMORY:
         log.warning("ingestion of %s needed more than %d MB of memory", out, limits.max_memory_bytes >> 20)
-        raise PrepareError(f"unpacking it needs more than {limits.max_memory_bytes >> 20} MB of memory")
+        raise PrepareError(N_("unpacking it needs more than {megabytes} MB of memory"),
+                           megabytes=limits.max_memory_bytes >> 20)
     if rc == -signal.SIGKILL:  # nobody here killed it: the kernel's (or a container's) out-of-memory killer
         log.warning("ingestion of %s was killed (out of memory?)", out)
-        raise PrepareError("unpacking it ran out of memory")
+        raise PrepareError(N_("unpacking it ran out of memory"))
     if rc == -signal.SIGXCPU:
-        raise PrepareError(f"checking it took longer than {limits.timeout_s:g} s")
+        raise PrepareError(TOOK_TOO_LONG, seconds=f"{limits.timeout_s:g}")
     tail = stderr.decode(errors="replace")[-2000:]
     log.error("ingestion of %s failed (%s):\n%s", out, _describe_exit(rc), tail)
-    raise PrepareError("checking it failed unexpectedly")
+    raise PrepareError(N_("checking it failed unexpectedly"))
 
 
 async def _remove(out: Path, existed: bool) -> None:
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = prepare_dataset(args.source, args.out, face_cascade=args.face_cascade, limits=limits)
     except PrepareError as exc:
-        _answer({"error": str(exc)})
+        _answer({"error": exc.message.to_dict()})
         return REFUSED
     except MemoryError:
         return OUT_OF_MEMORY

@@ -61,7 +61,7 @@ import aiosqlite
 from gan.styles import StyleError, check_style_name, read_style
 from training import protocol
 from training.database import Database
-from training.errors import JobError
+from training.errors import JobError, Message, N_
 from training.gate import GateSpec, passed, read_figures
 from training.ingest import ingest_upload
 from training.prepare import Limits, PrepareError
@@ -138,6 +138,7 @@ class Job:
     report: dict | None = None
     pid: int | None = None  # the worker's process id while it runs
     queue_position: int | None = None
+    reason: Message | None = None  # why it failed or was cancelled, to translate (``message`` is its English)
 
     @property
     def job_dir(self) -> Path:
@@ -189,7 +190,7 @@ class _Handle:
     finalizing: bool = False
     timed_out: bool = False
     export_path: Path | None = None
-    error: str | None = None
+    error: Message | None = None  # why it failed or was cancelled
     step: int = 0
 
 
@@ -369,7 +370,7 @@ class JobManager:
             report = await self._ingest(upload, data_dir)
         except PrepareError as exc:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
-            raise JobError("bad_upload", problem=str(exc)) from None
+            raise JobError("bad_upload", problem=exc.message) from None
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
             raise
@@ -401,7 +402,7 @@ class JobManager:
         """Cancel this scope's active job (queued or running); its files are removed and no style is
         registered. Returns the cancelled job; ``JobError`` if there is none or it is being saved."""
         self._check_open()
-        reason = "cancelled" + (f" by {by}" if by else "")
+        reason = Message(N_("cancelled by {user}"), {"user": by}) if by else Message(N_("cancelled"))
         async with self._lock:
             job = await self._active_job(scope)
             if job is None:
@@ -625,7 +626,7 @@ class JobManager:
                    requested_by=row["requested_by"], data_dir=Path(row["data_dir"]), run_dir=Path(row["run_dir"]),
                    reply_to=json.loads(row["reply_to"]) if row["reply_to"] else None,
                    report=json.loads(row["report"]) if row["report"] else None, pid=row["pid"],
-                   queue_position=position)
+                   queue_position=position, reason=_reason_of(row["reason"]))
 
     async def _job_dir_in_db(self, job_dir: Path) -> bool:
         async with self._lock:
@@ -662,7 +663,8 @@ class JobManager:
             job = await self._job_from_row(row)
             if job.attempts >= self.settings.max_attempts:
                 log.warning("job %d was interrupted %d times: giving up", job.id, job.attempts)
-                await self._end(job, FAILED, f"training stopped unexpectedly {job.attempts} times; giving up",
+                await self._end(job, FAILED, Message(N_("training stopped unexpectedly {count} times; giving up"),
+                                                     {"count": job.attempts}),
                                 error="the bot or its worker stopped during training")
             else:
                 log.info("job %d was interrupted at step %d: resuming it", job.id, job.step)
@@ -692,14 +694,15 @@ class JobManager:
             rc = await self._run_worker(handle)
         except Exception as exc:  # noqa: BLE001 - a manager bug must not leave the job running
             log.exception("job %d: could not run its worker", job.id)
-            handle.error = handle.error or f"could not run the training process ({type(exc).__name__})"
+            handle.error = handle.error or Message(N_("could not run the training process ({detail})"),
+                                                   {"detail": type(exc).__name__})
         try:
             await self._finish(handle, rc)
         except Exception:  # noqa: BLE001 - never leave a job "running" with no worker behind it
             log.exception("job %d: could not record its end", job.id)
             try:
                 async with self._lock:
-                    await self._end(job, FAILED, "internal error while saving the result")
+                    await self._end(job, FAILED, Message(N_("internal error while saving the result")))
             except Exception:  # noqa: BLE001 - the database itself is failing: start() recovers it
                 log.exception("job %d: could not mark it failed", job.id)
         finally:
@@ -789,7 +792,7 @@ class JobManager:
         elif event == protocol.EXPORTED:
             handle.export_path = self._inside_job(job, msg.get("path"))
         elif event == protocol.ERROR:
-            handle.error = str(msg.get("message", "training failed"))[:500]
+            handle.error = _worker_reason(msg)
 
     @staticmethod
     def _inside_job(job: Job, path: Any) -> Path | None:
@@ -806,7 +809,7 @@ class JobManager:
         job = handle.job
         if cancelled:
             async with self._lock:
-                await self._end(job, CANCELLED, handle.error or "cancelled")
+                await self._end(job, CANCELLED, handle.error or Message(N_("cancelled")))
         elif rc == protocol.EXIT_DONE and handle.export_path is not None:
             await self._register(handle)
         elif stopping or (rc == protocol.EXIT_INTERRUPTED and not handle.timed_out):
@@ -826,14 +829,14 @@ class JobManager:
             return
         elif handle.timed_out:
             async with self._lock:
-                await self._end(job, FAILED, "training took too long and was stopped",
+                await self._end(job, FAILED, Message(N_("training took too long and was stopped")),
                                 error=f"no result after {self.settings.job_timeout_s:.0f} s")
         elif handle.error is not None:
             log.warning("job %d failed: %s (exit status %s)", job.id, handle.error, rc)
             async with self._lock:
                 await self._end(job, FAILED, handle.error, error=_log_tail(job.job_dir / "worker.log"))
         else:
-            reason = f"the training process stopped unexpectedly ({_describe_exit(rc)})"
+            reason = Message(N_("the training process stopped unexpectedly ({detail})"), {"detail": _describe_exit(rc)})
             tail = _log_tail(job.job_dir / "worker.log")
             async with self._lock:
                 if job.attempts < self.settings.max_attempts:
@@ -867,12 +870,13 @@ class JobManager:
             log.error("job %d: export did not verify: %s", job.id, exc)
             await asyncio.to_thread(remove_dir, incoming)
             async with self._lock:
-                await self._end(job, FAILED, "the trained style could not be verified", error=str(exc))
+                await self._end(job, FAILED, Message(N_("the trained style could not be verified")), error=str(exc))
             return
         async with self._lock:
             if (job.scope, job.name) in self.styles:
                 await asyncio.to_thread(remove_dir, incoming)
-                await self._end(job, FAILED, f"a style named '{job.name}' already exists here")
+                await self._end(job, FAILED, Message(N_("a style named '{name}' already exists here"),
+                                                     {"name": job.name}))
                 return
             size = await asyncio.to_thread(_install_dir, incoming, final)
             pending = not passed(figures)
@@ -894,9 +898,11 @@ class JobManager:
                  ", pending" if pending else "", figures)
         await asyncio.to_thread(remove_dir, job.job_dir)
 
-    async def _end(self, job: Job, status: str, message: str, error: str | None = None) -> None:
-        """Called under the lock: a final state other than success, and the job's files removed."""
-        await self._update(job.id, status=status, message=message, error=error, pid=None)
+    async def _end(self, job: Job, status: str, message: Message, error: str | None = None) -> None:
+        """Called under the lock: a final state other than success, and the job's files removed. The
+        database keeps ``message`` in English and as a message to translate (``Job.reason``)."""
+        await self._update(job.id, status=status, message=str(message), reason=json.dumps(message.to_dict()),
+                           error=error, pid=None)
         registered = (job.scope, job.name) in self.styles
         await asyncio.to_thread(self._cleanup, job, registered)
         log.info("job %d %s: %s", job.id, status, message)
@@ -966,6 +972,22 @@ def _signal(proc: asyncio.subprocess.Process | None, sig: int) -> None:
             proc.send_signal(sig)
     except ProcessLookupError:
         pass
+
+
+def _worker_reason(event: dict[str, Any]) -> Message:
+    """Why a worker says it failed: its ``reason`` message, or its English line when it sent none."""
+    try:
+        return Message.from_dict(event["reason"])
+    except (KeyError, ValueError):
+        return Message(str(event.get("message", "training failed"))[:500])
+
+
+def _reason_of(stored: str | None) -> Message | None:
+    """A job's stored ``reason`` column (None: not ended, or ended before reasons were stored)."""
+    try:
+        return Message.from_dict(json.loads(stored)) if stored else None
+    except ValueError:
+        return None
 
 
 def _describe_exit(rc: int | None) -> str:

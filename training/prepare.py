@@ -36,7 +36,7 @@ import shutil
 import struct
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -44,6 +44,7 @@ from typing import IO, Any, NamedTuple
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan.imaging import ALLOWED_FORMATS, to_rgb
+from training.errors import Message, N_, english_list
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,16 @@ FACE_DETECT_MAX_SIDE = 640  # faces are searched on a copy no larger than this (
 # A JPEG is decoded at the smallest of 1/2, 1/4, 1/8 of its size that keeps both sides at least this
 # long: a training picture is 64 px, and faces are searched at FACE_DETECT_MAX_SIDE at most.
 DRAFT_SIDE = 1024
-NOT_ALLOWED = "not a JPEG, PNG or WEBP picture"
+# Why a picture was left out: words for the chat, which the bot translates.
+NOT_ALLOWED = N_("not a JPEG, PNG or WEBP picture")
+TOO_LARGE = N_("too large")
+TOO_SMALL = N_("too small")
+CORRUPT = N_("corrupt or unreadable")
+UNSAFE_PATH = N_("unsafe path")
+ENCRYPTED = N_("encrypted")
+DUPLICATE = N_("duplicate")
+BOMB = N_("decompression bomb")
+NO_FACE = N_("no face found")
 
 # The end of central directory record (22 bytes and a comment of up to 64 KiB), the ZIP64 locator
 # just before it, and the ZIP64 record just before that (APPNOTE.TXT 4.3.14-4.3.16).
@@ -72,7 +82,13 @@ _JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
 class PrepareError(Exception):
-    """A user-facing failure; ``str(exc)`` is a one-line reason fit for a chat reply."""
+    """A user-facing failure: ``message`` is a one-line reason fit for a chat reply (``str(exc)`` is
+    its English). Reasons an uploader can meet are templates marked with ``N_``, their figures
+    passed as ``params``; an operator's (the CLI's paths) stay plain English."""
+
+    def __init__(self, template: str, **params: Any) -> None:
+        self.message = Message(template, params)
+        super().__init__(str(self.message))
 
 
 @dataclass
@@ -105,10 +121,10 @@ class PrepareReport:
     out_dir: Path | None = None
 
     def summary(self) -> str:
-        """A short text such as ``kept 38 images; skipped: 2 duplicate, 1 corrupt or unreadable``."""
+        """A short text such as ``kept 38 images; skipped: 2 duplicate and 1 corrupt or unreadable``."""
         text = f"kept {self.kept} image{'' if self.kept == 1 else 's'}"
         if self.skipped:
-            text += "; skipped: " + _skip_text(self.skipped)
+            text += "; skipped: " + english_list([str(m) for m in skip_list(self.skipped)])
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,16 +205,16 @@ def _folder_candidates(root: Path, limits: Limits, skip_dir: Path) -> Iterator[_
             name = str(path.relative_to(root))
             try:
                 if path.stat().st_size > limits.max_member_bytes:
-                    yield _Candidate(name, reason="too large")
+                    yield _Candidate(name, reason=TOO_LARGE)
                     continue
                 with open(path, "rb") as fh:
                     data = fh.read(limits.max_member_bytes + 1)
             except OSError as exc:
                 log.debug("cannot read %s: %s", name, exc)
-                yield _Candidate(name, reason="corrupt or unreadable")
+                yield _Candidate(name, reason=CORRUPT)
                 continue
             if len(data) > limits.max_member_bytes:
-                yield _Candidate(name, reason="too large")
+                yield _Candidate(name, reason=TOO_LARGE)
             else:
                 yield _Candidate(name, data)
 
@@ -206,7 +222,7 @@ def _folder_candidates(root: Path, limits: Limits, skip_dir: Path) -> Iterator[_
 def _open_zip(file: str | os.PathLike | IO[bytes], nbytes: int, limits: Limits) -> zipfile.ZipFile:
     """Open an archive after the checks that need no member to be read."""
     if nbytes > limits.max_upload_bytes:
-        raise PrepareError(f"archive is larger than {_human_bytes(limits.max_upload_bytes)}")
+        raise PrepareError(N_("archive is larger than {limit}"), limit=_human_bytes(limits.max_upload_bytes))
     if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as fh:
             _check_entry_count(fh, nbytes, limits.max_members)
@@ -215,17 +231,17 @@ def _open_zip(file: str | os.PathLike | IO[bytes], nbytes: int, limits: Limits) 
     try:
         zf = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise PrepareError("not a zip file") from exc
+        raise PrepareError(N_("not a zip file")) from exc
     try:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
-            raise PrepareError(f"zip holds {len(infos)} files; the limit is {limits.max_members}")
+            raise PrepareError(N_("zip holds {count} files; the limit is {limit}"), count=len(infos), limit=limits.max_members)
         declared = sum(info.file_size for info in infos)
         if declared > limits.max_total_uncompressed:
-            raise PrepareError(f"entries declare {_human_bytes(declared)} uncompressed; "
-                               f"the limit is {_human_bytes(limits.max_total_uncompressed)}")
+            raise PrepareError(N_("entries declare {size} uncompressed; the limit is {limit}"),
+                               size=_human_bytes(declared), limit=_human_bytes(limits.max_total_uncompressed))
         if not any(not info.is_dir() for info in infos):
-            raise PrepareError("the archive is empty: it holds no images")
+            raise PrepareError(N_("the archive is empty: it holds no images"))
     except BaseException:
         zf.close()
         raise
@@ -244,7 +260,7 @@ def _check_entry_count(fh: IO[bytes], nbytes: int, max_members: int) -> None:
     tail = fh.read(nbytes - tail_start)
     at = tail.rfind(_EOCD_SIG, 0, len(tail) - _EOCD.size + len(_EOCD_SIG)) if len(tail) >= _EOCD.size else -1
     if at < 0:
-        raise PrepareError("not a zip file")
+        raise PrepareError(N_("not a zip file"))
     eocd_at = tail_start + at
     _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(tail, at)
     directory_end = eocd_at
@@ -254,13 +270,13 @@ def _check_entry_count(fh: IO[bytes], nbytes: int, max_members: int) -> None:
         zip64 = fh.read(_ZIP64_EOCD.size + _ZIP64_LOCATOR.size)
         if zip64[_ZIP64_EOCD.size:][:4] == _ZIP64_LOCATOR_SIG:
             if zip64[:4] != _ZIP64_EOCD_SIG:
-                raise PrepareError("not a zip file")
+                raise PrepareError(N_("not a zip file"))
             entries, cd_size = _ZIP64_EOCD.unpack_from(zip64)[7:9]
             directory_end = eocd_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
     if entries > max_members:
-        raise PrepareError(f"zip holds {entries} files; the limit is {max_members}")
+        raise PrepareError(N_("zip holds {count} files; the limit is {limit}"), count=entries, limit=max_members)
     if cd_size > directory_end:
-        raise PrepareError("not a zip file")
+        raise PrepareError(N_("not a zip file"))
     fh.seek(directory_end - cd_size)
     directory = fh.read(cd_size)
     count = pos = 0
@@ -271,7 +287,7 @@ def _check_entry_count(fh: IO[bytes], nbytes: int, max_members: int) -> None:
         pos += _CENTRAL_HEADER.size + name_len + extra_len + comment_len
         count += 1
     if count > max_members:
-        raise PrepareError(f"zip holds more files than the limit of {max_members}")
+        raise PrepareError(N_("zip holds more files than the limit of {limit}"), limit=max_members)
 
 
 def _zip_candidates(zf: zipfile.ZipFile, limits: Limits) -> Iterator[_Candidate]:
@@ -283,29 +299,29 @@ def _zip_candidates(zf: zipfile.ZipFile, limits: Limits) -> Iterator[_Candidate]
             continue
         if _is_unsafe(name):
             log.warning("unsafe member name in archive: %r", name)
-            yield _Candidate(name, reason="unsafe path")
+            yield _Candidate(name, reason=UNSAFE_PATH)
             continue
         if _is_junk(name):
             continue
         if info.flag_bits & 0x1:
-            yield _Candidate(name, reason="encrypted")
+            yield _Candidate(name, reason=ENCRYPTED)
             continue
         if info.file_size > limits.max_member_bytes:
-            yield _Candidate(name, reason="too large")
+            yield _Candidate(name, reason=TOO_LARGE)
             continue
         try:
             with zf.open(info) as fh:
                 data = fh.read(limits.max_member_bytes + 1)
         except Exception as exc:  # BadZipFile (bad CRC), zlib.error, unsupported method, ...
             log.debug("cannot read member %s: %s", name, exc)
-            yield _Candidate(name, reason="corrupt or unreadable")
+            yield _Candidate(name, reason=CORRUPT)
             continue
         total += len(data)
         if total > limits.max_total_uncompressed:
-            raise PrepareError(f"the archive unpacks to more than "
-                               f"{_human_bytes(limits.max_total_uncompressed)}")
+            raise PrepareError(N_("the archive unpacks to more than {limit}"),
+                               limit=_human_bytes(limits.max_total_uncompressed))
         if len(data) > limits.max_member_bytes:
-            yield _Candidate(name, reason="too large")
+            yield _Candidate(name, reason=TOO_LARGE)
         else:
             yield _Candidate(name, data)
 
@@ -343,7 +359,7 @@ def _prepare(candidates: Iterable[_Candidate], out: str | os.PathLike, size: int
                 img = _to_training_image(cand.data, size, min_side, limits, detector)
                 digest = hashlib.sha256(img.tobytes()).hexdigest()  # decoded pixels: re-encodes match
                 if digest in seen:
-                    raise _Skip("duplicate")
+                    raise _Skip(DUPLICATE)
             except _Skip as skip:
                 log.debug("skipped %s: %s", cand.name, skip.reason)
                 report.skipped[skip.reason] += 1
@@ -355,10 +371,16 @@ def _prepare(candidates: Iterable[_Candidate], out: str | os.PathLike, size: int
             report.kept += 1
         needed = max(limits.min_images, 1)
         if report.kept < needed:
-            skipped = f" (skipped: {_skip_text(report.skipped)})" if report.skipped else ""
+            skipped = skip_list(report.skipped)
+            if report.kept == 0 and skipped:
+                raise PrepareError(N_("no usable images (skipped: {skipped})"), skipped=skipped)
             if report.kept == 0:
-                raise PrepareError(f"no usable images{skipped}")
-            raise PrepareError(f"only {report.kept} usable images; at least {needed} are needed{skipped}")
+                raise PrepareError(N_("no usable images"))
+            if skipped:
+                raise PrepareError(N_("only {kept} usable images; at least {needed} are needed (skipped: {skipped})"),
+                                   kept=report.kept, needed=needed, skipped=skipped)
+            raise PrepareError(N_("only {kept} usable images; at least {needed} are needed"),
+                               kept=report.kept, needed=needed)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -386,10 +408,10 @@ def _to_training_image(data: bytes, size: int, min_side: int, limits: Limits,
     """Decode, check, crop (face or centre square) and resize one picture, or raise ``_Skip``."""
     img = _decode(data, limits)
     if min(img.size) < min_side:
-        raise _Skip("too small")
+        raise _Skip(TOO_SMALL)
     box = _face_box(img, detector) if detector is not None else _centre_box(img.size)
     if box[2] - box[0] < min_side:
-        raise _Skip("too small")
+        raise _Skip(TOO_SMALL)
     return img.resize((size, size), Image.Resampling.LANCZOS, box=box)
 
 
@@ -407,26 +429,26 @@ def _decode(data: bytes, limits: Limits) -> Image.Image:
     except UnidentifiedImageError:
         raise _Skip(NOT_ALLOWED) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: under -W error
-        raise _Skip("decompression bomb") from None
+        raise _Skip(BOMB) from None
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed data
         log.debug("cannot open image: %s", exc)
-        raise _Skip("corrupt or unreadable") from None
+        raise _Skip(CORRUPT) from None
     if img.format == "JPEG":
         img.draft(None, (DRAFT_SIDE, DRAFT_SIDE))
     if img.width * img.height > limits.max_image_pixels:
-        raise _Skip("decompression bomb")
+        raise _Skip(BOMB)
     try:
         img.load()
         return to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _Skip("decompression bomb") from None
+        raise _Skip(BOMB) from None
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001
         log.debug("cannot decode image: %s", exc)
-        raise _Skip("corrupt or unreadable") from None
+        raise _Skip(CORRUPT) from None
 
 
 def _centre_box(wh: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -464,7 +486,7 @@ def _face_box(img: Image.Image, detector: Any) -> tuple[int, int, int, int]:
         gray = gray.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
     faces = detector.detectMultiScale(cv2.equalizeHist(np.asarray(gray)), 1.1, 5, minSize=(24, 24))
     if len(faces) == 0:
-        raise _Skip("no face found")
+        raise _Skip(NO_FACE)
     fx, fy, fw, fh = (v / scale for v in max(faces, key=lambda f: int(f[2]) * int(f[3])))
     side = min(round(max(fw, fh) * (1 + 2 * FACE_MARGIN)), w, h)
     left = min(max(round(fx + fw / 2 - side / 2), 0), w - side)
@@ -474,8 +496,10 @@ def _face_box(img: Image.Image, detector: Any) -> tuple[int, int, int, int]:
 
 # --------------------------------------------------------------------------- text helpers
 
-def _skip_text(skipped: Counter) -> str:
-    return ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+def skip_list(skipped: Mapping[str, int]) -> list[Message]:
+    """``{"duplicate": 2, ...}`` as messages such as ``2 duplicate``, the most frequent first."""
+    return [Message(N_("{count} {reason}"), {"count": count, "reason": Message(reason)})
+            for reason, count in Counter(skipped).most_common()]
 
 
 def _human_bytes(n: int) -> str:

@@ -9,12 +9,13 @@ per line on stdout, nothing else (``event_line``; the manager reads them with ``
     {"event": "exporting"}
     {"event": "measuring"}
     {"event": "exported", "path": ".../export/<name>"}
-    {"event": "error", "message": "one line"}
+    {"event": "error", "message": "one line", "reason": {"template": "...", "params": {...}}}
 
 and exits with ``EXIT_DONE`` once the style is exported, ``EXIT_INTERRUPTED`` when a signal (or its
 parent's death) stopped it after saving a checkpoint, ``EXIT_ERROR`` on an error.
 
-``measuring`` comes while the quality gate (``training.gate``) compares the exported style with the
+An error's ``message`` is its English; ``reason`` the same as a ``training.errors.Message``, which
+the chat translates. ``measuring`` comes while the quality gate (``training.gate``) compares the exported style with the
 default one, when ``JobSpec.gate`` is set; its figures are in the exported ``style.json``.
 """
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from training import protocol
+from training.errors import Message, N_
 from training.protocol import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, JobSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,11 @@ AUTOGROUP = Path("/proc/self/autogroup")
 
 
 class WorkerError(Exception):
-    """A reason the job cannot run, reported to the chat as one line."""
+    """A reason the job cannot run, reported to the chat as one line (``message``, to translate)."""
+
+    def __init__(self, template: str, **params: Any) -> None:
+        self.message = Message(template, params)
+        super().__init__(str(self.message))
 
 
 class Reporter:
@@ -120,7 +125,7 @@ def _lock(job_dir: Path, wait_s: float) -> IO[bytes] | None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 fh.close()
-                raise WorkerError("another worker is still running this job") from None
+                raise WorkerError(N_("another worker is still running this job")) from None
             time.sleep(0.5)
 
 
@@ -134,7 +139,7 @@ def train_options(spec: JobSpec):
         base = read_style(spec.init_from)
     except StyleError as exc:
         log.error("default style %s: %s", spec.init_from, exc)
-        raise WorkerError("the default style cannot be fine-tuned: its files are missing or corrupt") from None
+        raise WorkerError(N_("the default style cannot be fine-tuned: its files are missing or corrupt")) from None
     overrides = dict(spec.model_overrides)
     if spec.flat_colour_overrides and _drawn_in_flat_colours(spec.data_dir, base.config.image_size):
         log.info("the pictures are drawn in a few flat colours: the style head draws in a palette")
@@ -209,6 +214,12 @@ def _lower_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, TRAINING_NICE)
     except (AttributeError, OSError) as exc:  # not a Unix, or not permitted: run as it is
         log.debug("worker priority unchanged: %s", exc)
+    try:
+        # SCHED_IDLE (inherited by the threads TensorFlow starts later): a reply's thread that wakes up
+        # takes the core at once, instead of waiting for the end of a training thread's time slice.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux
+        log.debug("worker scheduling policy unchanged: %s", exc)
     if AUTOGROUP.exists():  # Linux with CONFIG_SCHED_AUTOGROUP; the file names the group and its nice
         try:
             AUTOGROUP.write_text(f"{TRAINING_NICE}\n")
@@ -241,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except WorkerError as exc:
         log.error("%s", exc)
-        reporter.send(protocol.ERROR, message=str(exc))
+        reporter.send(protocol.ERROR, message=str(exc), reason=exc.message.to_dict())
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - one line for the chat, the traceback in the log
         log.exception("training failed")
-        reporter.send(protocol.ERROR, message=f"internal error during training ({type(exc).__name__})")
+        reason = Message(N_("internal error during training ({detail})"), {"detail": type(exc).__name__})
+        reporter.send(protocol.ERROR, message=str(reason), reason=reason.to_dict())
         return EXIT_ERROR
     finally:
         if lock is not None:

@@ -7,14 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.loop_thread import wait_until
+from tests.fakes.loop_thread import LoopThread, wait_until
 from tests.fakes.telegram_server import FakeTelegram
 
 DISCORD_TOKEN = "MTIwMDAwMDAwMDAwMDAwMDAwMQ.FakeDc.discord-secret-token-value-0123456789"
 TELEGRAM_TOKEN = "7000000001:AAFakeTelegramSecretTokenValue-0123456789"
+TG_BOT = "avatar_test_bot"
 
 
 def free_port() -> int:
@@ -77,3 +80,34 @@ class BotProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+class Servers:
+    """A fake Discord and a fake Telegram on 127.0.0.1, served from one event-loop thread."""
+
+    def __init__(self) -> None:
+        self.thread = LoopThread()
+        self.discord = FakeDiscord(DISCORD_TOKEN)
+        self.telegram = FakeTelegram(TELEGRAM_TOKEN, TG_BOT)
+        self.thread.run(self.discord.start())
+        self.thread.run(self.telegram.start())
+
+    def close(self) -> None:
+        self.thread.run(self.discord.stop())
+        self.thread.run(self.telegram.stop())
+        self.thread.stop()
+
+
+@contextmanager
+def running_bot(workdir: Path, weights: Path, **settings: object) -> Iterator[tuple[BotProcess, FakeDiscord, FakeTelegram]]:
+    """A connected bot on both platforms, on fresh fake servers; on leaving, it is stopped with SIGTERM
+    and must exit with status 0 (a module fixture's shared bot that crashed fails the module)."""
+    servers = Servers()
+    bot = BotProcess(workdir, weights, servers.discord, servers.telegram, **settings)
+    try:
+        bot.wait_ready()
+        yield bot, servers.discord, servers.telegram
+    finally:
+        code = bot.stop()
+        servers.close()
+    assert code == 0, bot.output[-3000:]

@@ -10,6 +10,9 @@ that secret token in the ``X-Telegram-Bot-Api-Secret-Token`` header.
 
 Inline mode: ``inline_query`` and ``choose_inline_result`` queue those updates; ``answerInlineQuery``
 calls are recorded (``answers``), and a ``sendPhoto`` answers with a photo whose ``file_id`` is new.
+
+As Telegram does, ``getUpdates`` hands out only the update types its last ``allowed_updates`` named
+(all while none was given): a bot that does not ask for a type never sees it.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class FakeTelegram:
         self.admins: dict[int, dict[int, str]] = {}  # chat id -> {user id: "administrator" | "creator"}
         self.webhook: dict[str, Any] | None = None  # what setWebhook registered: url, secret_token, ...
         self.languages: dict[int, str | None] = {}  # user id -> their app's language_code ("en" unless set)
+        self.allowed_updates: list[str] = []  # what the bot's last getUpdates asked for ([]: every type)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update: asyncio.Event | None = None
@@ -352,11 +356,15 @@ class FakeTelegram:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + timeout
+        allowed = params.get("allowed_updates")
         with self.lock:
             self.confirmed_below = max(self.confirmed_below, offset)
+            if allowed is not None:  # "if not specified, the previous setting will be used"
+                self.allowed_updates = json.loads(allowed) if isinstance(allowed, str) else list(allowed)
         while True:
             with self.lock:
-                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                self.updates = [u for u in self.updates if u["update_id"] >= offset and (
+                    not self.allowed_updates or any(kind in u for kind in self.allowed_updates))]
                 ready = self.updates[: int(params.get("limit") or 100)]
                 now = time.monotonic()
                 for u in ready:

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     style_ingest_timeout_s: float = Field(default=300.0, gt=0)
     face_cascade: Path | None = None
     style_train_concurrency: int = Field(default=1, ge=1)
+    style_train_priority: Literal["idle", "normal"] = "idle"
     # Finer training knobs; None keeps training.jobs.JobSettings' default.
     style_batch_size: int | None = Field(default=None, ge=1)
     style_checkpoint_every: int | None = Field(default=None, ge=1)
@@ -203,6 +204,7 @@ class Settings(BaseSettings):
                            max_jobs_per_user_per_day=self.style_max_jobs_per_user_per_day,
                            upload_cooldown_s=self.style_upload_cooldown_s,
                            max_concurrent=self.style_train_concurrency,
+                           priority=self.style_train_priority,
                            min_images=self.style_min_images,
                            limits=Limits(max_upload_bytes=self.style_max_upload_bytes,
                                          max_memory_bytes=self.style_ingest_max_mb * 1024 * 1024,

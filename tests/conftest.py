@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import io
 import os
 import sqlite3
@@ -92,6 +94,19 @@ def zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 120.0):
+    """Poll ``condition`` (a function, or a coroutine function) until it returns something true, and
+    return that; fail the test after ``timeout`` seconds, a bound for a busy machine that nothing times."""
+    for _ in range(int(timeout / 0.05)):
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"waited {timeout:.0f} s for {what}")
 
 
 def integrity(db: Path) -> str:

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_image_folder, zip_of
+from tests.conftest import make_image_folder, until, zip_of
 from tests.test_prepare import bilevel_png, encode, picture
 from training.ingest import INGEST_NICE, ingest_upload, notify_when_queued
 from training.prepare import Limits, PrepareError
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "mkfifo"),
                                 reason="reads the child's state from Linux's /proc")
-
-WAIT_S = 120  # a bound on waiting for the child on a busy machine; reaching it fails the test
 
 
 def children() -> list[int]:
@@ -52,16 +50,6 @@ def address_space_cap(pid: int) -> str:
     line = next(line for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
                 if line.startswith("Max address space"))
     return line.split()[3]
-
-
-async def until(condition, what: str):
-    """Poll ``condition`` until it returns something true; fail the test after ``WAIT_S``."""
-    for _ in range(int(WAIT_S / 0.05)):
-        value = condition()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"waited {WAIT_S} s for {what}")
 
 
 def slow_upload(folder: Path, pictures: int = 3) -> Path:

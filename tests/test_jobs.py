@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from bot.styles import refusal_text
-from tests.conftest import INCEPTION_WEIGHTS, integrity, zip_of, REPO, make_image_folder
+from tests.conftest import INCEPTION_WEIGHTS, REPO, integrity, make_image_folder, until, zip_of
 from training.errors import Message
 from training.gate import GateSpec
 from training.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobError, JobManager, JobSettings
@@ -36,8 +36,9 @@ TEST_MODEL_OVERRIDES = {**FEW_SHOT.model_overrides, "g_head": 4}
 
 
 def fast_settings(**overrides) -> JobSettings:
-    """Tiny batches and style head, a checkpoint every few steps, every step reported, no upload cooldown."""
-    base = dict(batch_size=4, checkpoint_every=5, sample_every=10, progress_interval_s=0.0,
+    """Tiny batches and style head, a checkpoint every few steps, every step reported, no upload cooldown;
+    workers at normal priority (the tests keep both cores busy, where an idle worker could wait minutes)."""
+    base = dict(batch_size=4, checkpoint_every=5, sample_every=10, progress_interval_s=0.0, priority="normal",
                 mixed_precision=False, stop_timeout_s=60.0, min_steps=1, upload_cooldown_s=0.0,
                 model_overrides=dict(TEST_MODEL_OVERRIDES))
     base.update(overrides)
@@ -449,12 +450,7 @@ async def test_cancel_stops_a_running_worker_and_leaves_nothing(env, managers, u
     job = await manager.submit("discord:1", "ink", upload, steps=2000)
     await first_event(events, lambda e: e.kind == "progress" and e.job.id == job.id)
     pid = (await manager.status("discord:1")).pid
-    # Training yields the CPU to the bot's avatar threads (nice 10) and event loop (nice 0), and so
-    # does its session (Linux gives each session's autogroup an equal share, whatever its nice values).
-    assert os.getpriority(os.PRIO_PROCESS, pid) >= TRAINING_NICE
-    group = Path(f"/proc/{pid}/autogroup")
-    if group.exists() and Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
-        assert group.read_text().split()[-1] == str(TRAINING_NICE), group.read_text()
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER and os.getpriority(os.PRIO_PROCESS, pid) < TRAINING_NICE
     cancelled = await manager.cancel("discord:1", by="admin")
     assert cancelled.status == CANCELLED and "admin" in cancelled.message
     assert not _alive(pid)
@@ -463,6 +459,26 @@ async def test_cancel_stops_a_running_worker_and_leaves_nothing(env, managers, u
     assert "No style is training" in (await refused(manager.cancel("discord:1")))[1]
     assert rows(env.db, "SELECT COUNT(*) FROM styles") == [(0,)]
     assert integrity(env.db) == "ok"
+
+
+async def test_an_idle_priority_worker_yields_every_core_the_bot_wants(env, managers, upload):
+    """The shipped setting: training yields the CPU to the bot's avatar threads (nice 10) and event loop
+    (nice 0), and so does its session (Linux gives each session's autogroup an equal share, whatever its
+    nice values)."""
+    manager = await managers(env.manager(priority="idle"))
+    await manager.submit("discord:1", "ink", upload, steps=2000)
+
+    async def lowered() -> int | None:
+        pid = (await manager.status("discord:1")).pid
+        return pid if pid and os.sched_getscheduler(pid) == os.SCHED_IDLE else None
+
+    # the worker lowers its priority first thing, before it loads TensorFlow
+    pid = await until(lowered, "the worker to take the SCHED_IDLE policy", WAIT_S)
+    assert os.getpriority(os.PRIO_PROCESS, pid) >= TRAINING_NICE
+    group = Path(f"/proc/{pid}/autogroup")
+    if group.exists() and Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+        assert group.read_text().split()[-1] == str(TRAINING_NICE), group.read_text()
+    await manager.cancel("discord:1", by="admin")
 
 
 async def test_worker_killed_with_sigkill_fails_the_job_cleanly(env, managers, upload):

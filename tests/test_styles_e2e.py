@@ -32,7 +32,9 @@ ADMIN = MANAGE_GUILD | 2248473465835073
 # a test cancels sends none, so no sample grids (each recomputes the EMA generator's BatchNorm
 # statistics over thousands of faces) take the CPU from the bot while the test talks to it.
 FAST = dict(style_train_steps=4, style_min_steps=1, style_batch_size=4, style_checkpoint_every=5,
-            style_sample_every=1000, style_progress_interval_s=0, style_gate="off")
+            style_sample_every=1000, style_progress_interval_s=0, style_gate="off",
+            # the tests keep both cores busy: an idle-priority worker could wait there for minutes
+            style_train_priority="normal")
 
 
 def rows(db: Path, sql: str) -> list[tuple]:

@@ -54,7 +54,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncContextManager, Awaitable, Callable, Iterable
+from typing import Any, AsyncContextManager, Awaitable, Callable, Iterable, Literal
 
 import aiosqlite
 
@@ -92,6 +92,10 @@ class JobSettings:
     max_jobs_per_user_per_day: int = 3  # jobs one requester submitted in the last 24 hours
     upload_cooldown_s: float = 60.0  # between two uploads one requester may send (0: no cooldown)
     max_concurrent: int = 1
+    # "idle": workers train on the cores nothing else wants (SCHED_IDLE, nice 15, a session of their own
+    # at nice 15), so replies keep their speed; "normal": they compete like any process, for a machine
+    # kept busy by other work, where idle training would crawl.
+    priority: Literal["idle", "normal"] = "idle"
     max_attempts: int = 2  # worker starts per job: a crashed worker is retried once
     batch_size: int = 64
     checkpoint_every: int = 100
@@ -485,13 +489,13 @@ class JobManager:
                 log.warning("job %d stays with %s: %s has an active job (%d)", active.id, old, new, taken.id)
                 active = None
             async with self._transaction() as db:
-                moved = await self.styles.move_rows(db, old, new)
+                moved, catalogue = await self.styles.move_rows(db, old, new)
                 await db.execute("UPDATE jobs SET scope = ? WHERE scope = ? AND status NOT IN ('queued', 'running')",
                                  (new, old))
                 if active is not None:
                     await db.execute("UPDATE jobs SET scope = ?, reply_to = ? WHERE id = ?",
                                      (new, _dumps(reply_to), active.id))
-            await self.styles.reread()
+            self.styles.install(catalogue)
             handle = self._running.get(active.id) if active is not None else None
             if handle is not None:
                 handle.job = dataclasses.replace(handle.job, scope=new, reply_to=reply_to)
@@ -735,6 +739,7 @@ class JobManager:
             # group) reaches the bot alone, which stops the worker itself (stop) as a pause.
             proc = await asyncio.create_subprocess_exec(
                 self.settings.python, "-m", "training.worker", str(job.job_dir), "--watch-stdin",
+                "--priority", self.settings.priority,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env,
                 start_new_session=True)
         handle.proc = proc

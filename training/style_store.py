@@ -78,6 +78,10 @@ class StyleRecord:
         return self.last_used if self.last_used is not None else self.created_at
 
 
+# What the store serves from memory: the styles by (scope, name), and each scope's default style name.
+Catalogue = tuple[dict[tuple[str, str], StyleRecord], dict[str, str]]
+
+
 class StyleStore:
     """The custom styles of every scope, their scope defaults and when they were last used."""
 
@@ -270,10 +274,10 @@ class StyleStore:
         """Serve a record ``insert`` committed."""
         self._styles[(record.scope, record.name)] = record
 
-    async def move_rows(self, db: aiosqlite.Connection, old: str, new: str) -> list[str]:
+    async def move_rows(self, db: aiosqlite.Connection, old: str, new: str) -> tuple[list[str], Catalogue]:
         """Inside the caller's transaction: give ``old``'s styles and default to ``new``. A name
         ``new`` already has stays with ``old``; so does the default if ``new`` has one. Returns the
-        names moved; call ``reread`` once committed."""
+        names moved and the catalogue as the transaction leaves it: ``install`` it once committed."""
         rows = await self.database.fetchall(
             "SELECT name FROM styles WHERE scope = ? AND name NOT IN (SELECT name FROM styles WHERE scope = ?)"
             " ORDER BY name", (old, new))
@@ -292,19 +296,23 @@ class StyleStore:
         for name in moved:
             if (old, name) in self._used:
                 self._used[(new, name)] = self._used.pop((old, name))
-        return moved
+        return moved, await self._load()
 
-    async def reread(self) -> None:
-        """Read the catalogue into memory again (after ``move_rows``)."""
-        await self._read()
+    def install(self, catalogue: Catalogue) -> None:
+        """Serve ``catalogue`` (from ``move_rows``, committed): styles and defaults change together, with
+        no await between the commit and this call, so no request sees half a move."""
+        self._styles, self._defaults = catalogue
 
     # ------------------------------------------------------------------ internals
 
     async def _read(self) -> None:
-        self._styles = {(r["scope"], r["name"]): _record(r)
-                        for r in await self.database.fetchall("SELECT * FROM styles")}
-        self._defaults = {r["scope"]: r["default_style"] for r in await self.database.fetchall(
+        self.install(await self._load())
+
+    async def _load(self) -> Catalogue:
+        styles = {(r["scope"], r["name"]): _record(r) for r in await self.database.fetchall("SELECT * FROM styles")}
+        defaults = {r["scope"]: r["default_style"] for r in await self.database.fetchall(
             "SELECT * FROM scope_settings WHERE default_style IS NOT NULL")}
+        return styles, defaults
 
     async def _flush_every(self, seconds: float) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""The worker process of a custom-style job: ``python -m training.worker JOB_DIR [--watch-stdin]``.
+"""The worker process of a custom-style job: ``python -m training.worker JOB_DIR [--watch-stdin]
+[--priority idle|normal]``.
 
 ``training.jobs.JobManager`` starts one per running job, so a crash in TensorFlow can never take
 the bot down. The job folder holds ``spec.json`` (written by the manager), ``data/`` (the ingested
@@ -228,18 +229,21 @@ def _lower_priority() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m training.worker JOB_DIR [--watch-stdin]``."""
+    """Entry point: ``python -m training.worker JOB_DIR [--watch-stdin] [--priority idle|normal]``."""
     parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (parent died)")
+    parser.add_argument("--priority", choices=("idle", "normal"), default="idle",
+                        help="idle (default): train on the cores nothing else wants; normal: as the caller runs")
     args = parser.parse_args(argv)
     reporter = Reporter(_protocol_stream(), 0.0)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _interrupt)  # until the trainer installs its own, same behaviour
-    _lower_priority()
+    if args.priority == "idle":
+        _lower_priority()
     if args.watch_stdin:
         _watch_stdin()
     lock = None

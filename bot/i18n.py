@@ -110,10 +110,26 @@ class Text:
         return self.render(DEFAULT)
 
 
+@dataclass(frozen=True)
+class Localized:
+    """A text its author wrote in several languages (a built-in style's description), by language code;
+    ``fallback`` where a language is missing."""
+
+    texts: tuple[tuple[str, str], ...]
+    fallback: str
+
+    def render(self, locale: str = DEFAULT) -> str:
+        """The text in ``locale``'s language, else the fallback."""
+        return dict(self.texts).get(normalize_locale(locale), self.fallback)
+
+    def __str__(self) -> str:
+        return self.render(DEFAULT)
+
+
 def render(value: Any, locale: str = DEFAULT) -> Any:
-    """A ``Text`` or a training-side ``Message`` rendered in ``locale``; a list of them as the language
-    writes a list ("a, b and c", "a、b和c"); any other value as it is."""
-    if isinstance(value, Text):
+    """A ``Text``, a ``Localized`` or a training-side ``Message`` rendered in ``locale``; a list of them
+    as the language writes a list ("a, b and c", "a、b和c"); any other value as it is."""
+    if isinstance(value, (Text, Localized)):
         return value.render(locale)
     if isinstance(value, Message):
         return text_of(value).render(locale)

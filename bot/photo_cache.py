@@ -30,35 +30,27 @@ from bot.requests import Plan
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
+# The face key's columns (FaceKey's fields, in order), shared by both tables.
+KEY_DEFINITION = """style TEXT NOT NULL, weights_sha256 TEXT NOT NULL, seed INTEGER NOT NULL, truncation REAL NOT NULL,
+    variation INTEGER NOT NULL, size INTEGER NOT NULL, upscaler TEXT NOT NULL"""
+KEY_COLUMNS = "style, weights_sha256, seed, truncation, variation, size, upscaler"
+KEY_MATCHES = " AND ".join(f"{column} = ?" for column in KEY_COLUMNS.split(", "))
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS telegram_photos (
-    style TEXT NOT NULL,
-    weights_sha256 TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    truncation REAL NOT NULL,
-    variation INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    upscaler TEXT NOT NULL,
+    {KEY_DEFINITION},
     file_id TEXT NOT NULL,
     created_at REAL NOT NULL,
-    PRIMARY KEY (style, weights_sha256, seed, truncation, variation, size, upscaler)
+    PRIMARY KEY ({KEY_COLUMNS})
 )
 """
-RECENT_SCHEMA = """
+RECENT_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS telegram_recent_faces (
     user_id INTEGER NOT NULL,
-    style TEXT NOT NULL,
-    weights_sha256 TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    truncation REAL NOT NULL,
-    variation INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    upscaler TEXT NOT NULL,
+    {KEY_DEFINITION},
     chosen_at REAL NOT NULL,
-    PRIMARY KEY (user_id, style, weights_sha256, seed, truncation, variation, size, upscaler)
+    PRIMARY KEY (user_id, {KEY_COLUMNS})
 )
 """
-KEY_COLUMNS = "style, weights_sha256, seed, truncation, variation, size, upscaler"
 MAX_ROW = 2**63 - 1  # SQLite's largest rowid: a larger number names no row (and cannot be bound)
 
 
@@ -131,8 +123,7 @@ class PhotoCache:
     async def get(self, key: FaceKey) -> CachedPhoto | None:
         """The uploaded face of ``key``, or None."""
         async with self.conn.execute(
-                f"SELECT rowid, {KEY_COLUMNS}, file_id FROM telegram_photos WHERE style = ? AND weights_sha256 = ? "
-                "AND seed = ? AND truncation = ? AND variation = ? AND size = ? AND upscaler = ?",
+                f"SELECT rowid, {KEY_COLUMNS}, file_id FROM telegram_photos WHERE {KEY_MATCHES}",
                 key.values()) as cursor:
             row = await cursor.fetchone()
         return None if row is None else CachedPhoto.of_row(row)
@@ -140,7 +131,7 @@ class PhotoCache:
     async def put(self, key: FaceKey, file_id: str) -> CachedPhoto:
         """Remember a face's file id (a later upload of the same face replaces it, in the same row)."""
         await self.conn.execute(
-            f"INSERT INTO telegram_photos ({KEY_COLUMNS}, file_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO telegram_photos ({KEY_COLUMNS}, file_id, created_at) VALUES ({_marks(9)}) "
             f"ON CONFLICT ({KEY_COLUMNS}) DO UPDATE SET file_id = excluded.file_id, created_at = excluded.created_at",
             (*key.values(), file_id, time.time()))
         return await self.get(key)
@@ -170,8 +161,8 @@ class PhotoCache:
         # A face sent again is deleted and inserted anew: rowids grow with each insert, so the newest row
         # is the newest face (a clock set back cannot reorder them).
         await self.conn.execute(
-            f"INSERT OR REPLACE INTO telegram_recent_faces (user_id, {KEY_COLUMNS}, chosen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (user_id, *key.values(), time.time()))
+            f"INSERT OR REPLACE INTO telegram_recent_faces (user_id, {KEY_COLUMNS}, chosen_at) VALUES ({_marks(9)})",
+            (user_id, *key.values(), time.time()))
         await self.conn.execute(
             "DELETE FROM telegram_recent_faces WHERE user_id = ? AND rowid NOT IN ("
             "SELECT rowid FROM telegram_recent_faces WHERE user_id = ? ORDER BY rowid DESC LIMIT ?)",
@@ -185,3 +176,8 @@ class PhotoCache:
                 "ORDER BY r.rowid DESC LIMIT ?", (user_id, count)) as cursor:
             rows = await cursor.fetchall()
         return [CachedPhoto.of_row(row) for row in rows]
+
+
+def _marks(count: int) -> str:
+    """``count`` SQL parameter marks: ``?, ?, ?``."""
+    return ", ".join("?" * count)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import UserError
-from bot.i18n import Text, _
+from bot.i18n import LANGUAGES, Localized, Text, _
 from gan.styles import StyleError, StyleInfo, list_styles
 from gan.upscalers import UpscalerLibrary, upscalers_dir
 
@@ -64,9 +64,14 @@ class StyleEntry:
     """One line of a chat's style list."""
 
     name: str
-    description: "str | Text"  # a custom style's is translated; a built-in style's is its style.json's
+    description: "Text | Localized"  # a custom style's from the catalogues; a built-in style's from its style.json
     custom: bool
     default: bool
+
+
+def _describe(info: StyleInfo) -> Localized:
+    """A built-in style's one line in each of the bot's languages its ``style.json`` has."""
+    return Localized(tuple((lang, info.description(lang)) for lang in LANGUAGES), info.description())
 
 
 def job_scope(platform: str, chat_id: str) -> str | None:
@@ -139,7 +144,7 @@ class StyleRegistry:
         out = []
         for name in self.names(platform, chat_id):
             info = self._infos.get(name)
-            description = info.meta.get("description", "") if info else _("custom style of this chat")
+            description = _describe(info) if info else _("custom style of this chat")
             out.append(StyleEntry(name, description, info is None, name == default))
         return out
 

@@ -100,6 +100,14 @@ class StyleInfo:
     def has_discriminator(self) -> bool:
         return DISCRIMINATOR_FILE in self.meta.get("weights", {})
 
+    def description(self, language: str = "en") -> str:
+        """The style's one line in ``language`` when ``style.json`` has it under ``descriptions``
+        (keyed by language code, e.g. ``"ja"``), else its ``description``."""
+        translated = self.meta.get("descriptions")
+        if isinstance(translated, dict) and isinstance(translated.get(language), str):
+            return translated[language]
+        return str(self.meta.get("description", ""))
+
     @property
     def default_truncation(self) -> float:
         """The truncation faces get when the user gives none: ``style.json``'s ``truncation``
@@ -249,8 +257,11 @@ def list_styles(root: str | os.PathLike) -> list[StyleInfo]:
 def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generator: keras.Model,
                 discriminator: keras.Model | None = None, training: dict | None = None,
                 metrics: dict | None = None, description: str = "", notes: str = "",
-                comparison: list[dict] | None = None) -> Path:
+                comparison: list[dict] | None = None, descriptions: dict[str, str] | None = None) -> Path:
     """Write a complete style folder atomically: built in a temporary folder, then renamed.
+
+    ``description`` is the style's one line (English); ``descriptions`` the same line in other
+    languages, by language code (shown to chat users in their language).
 
     Besides the weights and ``style.json`` it holds ``samples.png`` (seeds 0-15) and
     ``MODEL_CARD.md`` (with ``notes`` and a preset ``comparison`` table when given).
@@ -271,6 +282,7 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
             "format": STYLE_FORMAT,
             "name": name,
             "description": description,
+            **({"descriptions": dict(descriptions)} if descriptions else {}),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": config.to_dict(),
             "latent_dim": config.latent_dim,
@@ -308,7 +320,8 @@ def _sample_grid(generator: keras.Model, config: GANConfig):
 def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.PathLike = "weights",
                metrics_file: str | None = None, description: str = "",
                include_discriminator: bool = True, notes: str = "",
-               comparison: list[dict] | None = None, step: int | None = None) -> Path:
+               comparison: list[dict] | None = None, step: int | None = None,
+               descriptions: dict[str, str] | None = None) -> Path:
     """Export a run's newest checkpoint (or the one of ``step``) as ``weights_dir/name``: the EMA
     generator when the run has one, with its BatchNorm statistics recalibrated."""
     from gan import checkpoint as ckpt
@@ -349,5 +362,5 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     }
     return write_style(Path(weights_dir) / name, name, options.model, generator,
                        gan.discriminator if include_discriminator else None, training, metrics, description,
-                       notes, comparison)
+                       notes, comparison, descriptions)
 

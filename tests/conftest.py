@@ -109,6 +109,15 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 120
     raise AssertionError(f"waited {timeout:.0f} s for {what}")
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of the process's session autogroup, or None where Linux schedules without them."""
+    group = Path(f"/proc/{pid}/autogroup")
+    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if not group.exists() or not enabled.exists() or enabled.read_text().strip() != "1":
+        return None
+    return int(group.read_text().split()[-1])
+
+
 def integrity(db: Path) -> str:
     """SQLite's own consistency check of a database file ("ok" when sound)."""
     with sqlite3.connect(db) as conn:

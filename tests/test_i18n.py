@@ -129,6 +129,18 @@ def test_telegram_answers_each_user_in_their_language(bot):
         assert tg_reply(tg, other).text.startswith("Unknown option 'abc': use style=")
 
 
+def test_a_built_in_styles_description_is_listed_in_the_users_language_where_its_author_wrote_one(bot):
+    dc, tg = bot
+    listed = {}
+    for code in ("ja", "zh", "en"):
+        user = tg_user(tg, code)
+        tg.send_text("/styles", user)
+        listed[code] = tg_reply(tg, user).text
+    assert "テスト用の小さなスタイル default" in listed["ja"]
+    assert "tiny test style default" in listed["zh"]  # none in Chinese: the style.json's own line
+    assert "tiny test style default" in listed["en"]
+
+
 def test_telegram_command_menus_per_language(bot):
     dc, tg = bot
     menus = {c.params.get("language_code"): c.json_param("commands") for c in tg.calls_to("setMyCommands")}

@@ -11,12 +11,14 @@ import asyncio
 import io
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_image_folder, until, zip_of
+from tests.conftest import autogroup_nice, make_image_folder, until, zip_of
 from tests.test_prepare import bilevel_png, encode, picture
 from training.ingest import INGEST_NICE, ingest_upload, notify_when_queued
 from training.prepare import Limits, PrepareError
@@ -82,15 +84,27 @@ async def test_the_child_runs_at_the_lowest_priority_with_its_memory_capped(tmp_
     assert address_space_cap(pid) == str(700 << 20)
     # It runs only on a core the bot's threads leave idle (the policy was set before its imports).
     assert os.sched_getscheduler(pid) == os.SCHED_IDLE
-    # In the bot's session (Linux gives each session an equal CPU share, whatever its nice values),
-    # but not its process group (a Ctrl+C to the bot's terminal is for the bot).
-    assert os.getsid(pid) == os.getsid(0) and os.getpgid(pid) == pid != os.getpgid(0)
+    # In a session of its own (a Ctrl+C to the bot's terminal is for the bot), whose autogroup is at
+    # nice 19 too: Linux shares the CPU between sessions by their groups' nice values.
+    assert os.getsid(pid) == pid != os.getsid(0)
+    assert autogroup_nice(pid) in (None, INGEST_NICE)
     assert not task.done()
     await release(src)
     report = await task
     assert (report.kept, dict(report.skipped)) == (4, {})
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i:06d}.png" for i in range(4)]
     assert children() == []
+
+
+def test_a_checker_run_by_hand_leaves_its_shells_session_alone():
+    """Only a process that leads its own session lowers the session's priority: run from a shell (here,
+    pytest's session), it must not leave the shell's other commands at nice 19."""
+    before = autogroup_nice(os.getpid())
+    code = ("import os; from training.priority import run_in_background; run_in_background(19); "
+            "print(os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0) == os.SCHED_IDLE)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["19", "True"]
+    assert autogroup_nice(os.getpid()) == before
 
 
 async def test_uploads_take_turns_and_the_waiting_one_hears_how_many_are_ahead(tmp_path):

@@ -210,6 +210,24 @@ def test_export_run_gives_a_loadable_style(tmp_path, image_folder):
     assert faces.shape == (2, 64, 64, 3)
 
 
+def test_export_names_the_style_in_other_languages_and_refuses_a_malformed_one(tmp_path, image_folder, train_cli):
+    from gan.styles import read_style
+    from gan.trainer import Trainer
+
+    run = tmp_path / "run"
+    Trainer(run, _options(image_folder, steps=1), progress_bar=False).run()
+    weights = tmp_path / "weights"
+    done = train_cli("export", str(run), "--name", "ink", "--weights-dir", str(weights),
+                     "--description", "Ink faces", "--description-in", "ja=墨の顔", "--description-in", "zh=水墨头像")
+    assert done.returncode == 0, done.stderr
+    info = read_style(weights / "ink")
+    assert (info.description(), info.description("ja"), info.description("zh"), info.description("ko")) == (
+        "Ink faces", "墨の顔", "水墨头像", "Ink faces")
+    refused = train_cli("export", str(run), "--name", "ink2", "--weights-dir", str(weights), "--description-in", "墨の顔")
+    assert refused.returncode == 2 and "expected LANG=TEXT" in refused.stderr
+    assert not (weights / "ink2").exists()
+
+
 def _cli(*args, cwd=REPO):
     """``avatarbot-train ARGS...`` in a process of its own: its exit status and two output streams."""
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True)

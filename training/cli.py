@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def _model_overrides(pairs: list[str]) -> dict:
         return parse_overrides(pairs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+
+
+def _translation(value: str) -> tuple[str, str]:
+    """``LANG=TEXT`` (``--description-in``): a language code such as ``ja`` or ``zh``, and the text."""
+    language, sep, text = value.partition("=")
+    if not sep or not re.fullmatch(r"[a-z]{2,3}", language) or not text.strip():
+        raise argparse.ArgumentTypeError(f"expected LANG=TEXT with a language code such as ja, got {value!r}")
+    return language, text.strip()
 
 
 def _init_config(init_from: str | None):
@@ -209,7 +218,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         notes = Path(args.notes).read_text() if args.notes else ""
         comparison = json.loads(Path(args.comparison).read_text()) if args.comparison else None
         folder = export_run(args.run_dir, args.name, args.weights_dir, metrics_file=args.metrics,
-                            description=args.description, notes=notes, comparison=comparison)
+                            description=args.description, notes=notes, comparison=comparison,
+                            descriptions=dict(args.description_in))
     except (StyleError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     print(f"exported style {args.name!r} to {folder}")
@@ -383,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights-dir", default="weights")
     x.add_argument("--metrics", help="evaluate's JSON output to record in style.json")
     x.add_argument("--description", default="", help="one line for style.json and the model card")
+    x.add_argument("--description-in", action="append", default=[], type=_translation, metavar="LANG=TEXT",
+                   help="the line in another language, shown to chat users in it (e.g. ja=...); repeatable")
     x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
     x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
     x.set_defaults(func=cmd_export)

@@ -3,8 +3,8 @@
 ``ingest_upload`` runs ``training.prepare`` on an admin's upload in ``python -m training.ingest``, so
 that decoding pictures never competes with the bot's replies on equal terms:
 
-* the child runs at the lowest CPU priority from its first import (nice 19, in the bot's session: see
-  ``_run_child``) on one thread;
+* the child runs at the lowest CPU priority from its first import (nice 19 and ``SCHED_IDLE``, in a
+  session of its own whose autogroup is at nice 19: ``training.priority``) on one thread;
 * its address space is capped (``Limits.max_memory_bytes``, ``STYLE_INGEST_MAX_MB``) where the
   platform enforces ``RLIMIT_AS`` (Linux): a bomb the checks in ``training.prepare`` miss fails the
   child alone, never the bot;
@@ -39,6 +39,7 @@ from pathlib import Path
 
 from training.errors import Message, N_
 from training.prepare import Limits, PrepareError, PrepareReport, ingest_zip_bytes, prepare_dataset
+from training.priority import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,12 @@ TOOK_TOO_LONG = N_("checking it took longer than {seconds} s")
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "MALLOC_ARENA_MAX": "2"}
 
-# The child lowers its priority before it imports anything: importing PIL, NumPy and OpenCV alone costs
-# about 0.25 s of CPU (`python -c "import training.ingest"`), which would otherwise run at the bot's
-# priority on every upload and slow the replies of a bot that is sent many. Where Linux offers it, the
-# child also takes the SCHED_IDLE policy: it runs only on a core nothing else wants, and any reply's
-# thread that wakes up takes the core back at once.
-CHILD_START = f"""import os
-try:
-    os.nice({INGEST_NICE})
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-except (AttributeError, OSError):
-    pass
+# The child lowers its priority (training.priority: nice 19, SCHED_IDLE, and its session's autogroup)
+# before it imports anything: importing PIL, NumPy and OpenCV alone costs about 0.25 s of CPU
+# (`python -c "import training.ingest"`), which would otherwise run at the bot's priority on every upload
+# and slow the replies of a bot that is sent many.
+CHILD_START = f"""from training.priority import run_in_background
+run_in_background({INGEST_NICE})
 import runpy
 runpy.run_module("training.ingest", run_name="__main__", alter_sys=True)
 """
@@ -132,14 +128,12 @@ async def _run_child(upload: bytes | str | os.PathLike, out: Path, limits: Limit
     if face_cascade:
         args += ["--face-cascade", str(face_cascade)]
     existed = out.exists()
-    # Its own process group, so that a Ctrl+C to the bot's terminal reaches the bot alone (which kills
-    # the child), but the bot's session: Linux's autogroup scheduling gives each session an equal share
-    # of the CPU whatever its processes' nice values, so a child in a session of its own (setsid) would
-    # take as much CPU as the whole bot at nice 19 all the same.
+    # A session of its own: a Ctrl+C to the bot's terminal reaches the bot alone (which kills the child),
+    # and the child puts its session's autogroup at nice 19, below the bot's (training.priority).
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **CHILD_ENV},
-        process_group=0)
+        start_new_session=True)
     try:
         async with asyncio.timeout(limits.timeout_s):
             stdout, stderr = await proc.communicate(data)
@@ -209,11 +203,9 @@ def _describe_exit(rc: int | None) -> str:
 
 def _restrict(limits: Limits) -> None:
     """Lowest priority, and the memory and CPU-time caps where the platform has them."""
-    try:  # started by ``ingest_upload`` it is there already; run by hand, it gets there here
-        if os.getpriority(os.PRIO_PROCESS, 0) < INGEST_NICE:
-            os.setpriority(os.PRIO_PROCESS, 0, INGEST_NICE)
-    except (AttributeError, OSError) as exc:
-        log.debug("priority unchanged: %s", exc)
+    # started by ``ingest_upload`` it is there already; run by hand, it gets there here
+    for failure in run_in_background(INGEST_NICE):
+        log.debug("priority partly unchanged: %s", failure)
     try:
         import resource
 

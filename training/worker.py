@@ -34,6 +34,7 @@ from typing import IO, Any
 from training import protocol
 from training.errors import Message, N_
 from training.protocol import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, JobSpec
+from training.priority import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ LOCK_WAIT_S = 120.0
 # Training is batch work sharing the CPU with the bot: its event loop runs at nice 0 and its avatar
 # threads at 10 (bot.service.WORKER_NICE), so chat replies stay quick while a style trains.
 TRAINING_NICE = 15
-AUTOGROUP = Path("/proc/self/autogroup")
 
 
 class WorkerError(Exception):
@@ -204,30 +204,6 @@ def run(job_dir: Path, reporter: Reporter) -> int:
     return EXIT_DONE
 
 
-def _lower_priority() -> None:
-    """Raise this process's nice value to ``TRAINING_NICE`` (never lower it: that needs root), and its
-    session's: the worker runs in a session of its own, and with Linux's autogroup scheduling each
-    session gets an equal share of the CPU whatever its processes' nice values, so the process's nice
-    alone would still give training half of the cores the bot needs for its replies."""
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, 0)
-        if current < TRAINING_NICE:
-            os.setpriority(os.PRIO_PROCESS, 0, TRAINING_NICE)
-    except (AttributeError, OSError) as exc:  # not a Unix, or not permitted: run as it is
-        log.debug("worker priority unchanged: %s", exc)
-    try:
-        # SCHED_IDLE (inherited by the threads TensorFlow starts later): a reply's thread that wakes up
-        # takes the core at once, instead of waiting for the end of a training thread's time slice.
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError) as exc:  # not Linux
-        log.debug("worker scheduling policy unchanged: %s", exc)
-    if AUTOGROUP.exists():  # Linux with CONFIG_SCHED_AUTOGROUP; the file names the group and its nice
-        try:
-            AUTOGROUP.write_text(f"{TRAINING_NICE}\n")
-        except OSError as exc:  # autogroup scheduling off, or not permitted
-            log.debug("worker session priority unchanged: %s", exc)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m training.worker JOB_DIR [--watch-stdin] [--priority idle|normal]``."""
     parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__,
@@ -243,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _interrupt)  # until the trainer installs its own, same behaviour
     if args.priority == "idle":
-        _lower_priority()
+        for failure in run_in_background(TRAINING_NICE):
+            log.debug("worker priority partly unchanged: %s", failure)
     if args.watch_stdin:
         _watch_stdin()
     lock = None

@@ -18,5 +18,6 @@ def make_tiny_styles(root: Path, names: tuple[str, ...] = ("default",)) -> Path:
         keras.utils.set_random_seed(i)
         with float32_policy():
             generator = build_generator(cfg)
-        write_style(root / name, name, cfg, generator, description=f"tiny test style {name}")
+        write_style(root / name, name, cfg, generator, description=f"tiny test style {name}",
+                    descriptions={"ja": f"テスト用の小さなスタイル {name}"})
     return root

@@ -17,7 +17,7 @@ message content; an embed's title 256, description 4096, field values 1024, foot
 
 Replies speak the user's language (``interaction.locale``, ``bot.i18n``). Command and option
 descriptions are ``locale_str``s that ``CatalogueTranslator`` translates when the commands are
-synced, so Discord shows them in Chinese (``zh-CN``; ``zh-TW`` gets the Simplified text too) and
+synced, so Discord shows them in Chinese (``zh-CN`` Simplified, ``zh-TW`` Traditional) and
 Japanese; command and option names stay English. The ``hair`` and ``eyes`` choices show translated
 names but give the English colour word, so a command reproduces the same face in every language.
 """

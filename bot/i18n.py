@@ -1,4 +1,4 @@
-"""The bot's languages: English (the source and fallback), Simplified Chinese and Japanese.
+"""The bot's languages: English (the source and fallback), Simplified and Traditional Chinese, Japanese.
 
 Texts users see are marked ``_("Unknown style {name}.")`` (or ``ngettext(singular, plural, n)``) and
 stay lazy ``Text`` values until an adapter, which knows the user's locale, renders them:
@@ -9,9 +9,10 @@ stay lazy ``Text`` values until an adapter, which knows the user's locale, rende
 The catalogues are ``bot/locale/<lang>/LC_MESSAGES/avatarbot.po``, compiled in memory with babel at
 first use (no ``.mo`` files to go stale); ``pybabel extract -F babel.cfg`` regenerates the template
 (README.md, "Languages"). Locales from either platform are normalised here: Discord's ``zh-CN``,
-``zh-TW``, ``ja``, ``en-US``; Telegram's ``language_code`` such as ``zh-hans``, ``zh``, ``ja``, ``en``.
-Traditional Chinese locales get the Simplified catalogue (there is no Traditional one); anything
-else gets English. This module imports neither discord nor telegram.
+``zh-TW``, ``ja``, ``en-US``; Telegram's ``language_code`` such as ``zh-hans``, ``zh-hant``, ``zh``,
+``ja``, ``en``. Traditional Chinese (``zh-TW``, ``zh-HK``, ``zh-MO``, ``zh-Hant``) has a catalogue made
+from the Simplified one (``bot.hant``); anything else gets English. This module imports neither
+discord nor telegram.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ log = logging.getLogger(__name__)
 DOMAIN = "avatarbot"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DEFAULT = "en"
-LANGUAGES = ("en", "zh", "ja")  # "en" is the source: it has no catalogue
+LANGUAGES = ("en", "zh", "zh_Hant", "ja")  # "en" is the source: it has no catalogue
+TRADITIONAL = {"hant", "tw", "hk", "mo"}  # a script or region that writes Chinese in Traditional characters
 
 
 def normalize_locale(code: str | None) -> str:
-    """One of ``LANGUAGES`` for a platform's locale code: ``zh-CN``, ``zh-TW``, ``zh-hans`` and ``zh``
-    -> ``zh``; ``ja``, ``ja-JP`` -> ``ja``; anything else (``en-US``, ``ko``, None) -> ``en``."""
-    language = str(code or "").strip().lower().replace("_", "-").split("-")[0]
+    """One of ``LANGUAGES`` for a platform's locale code: ``zh-CN``, ``zh-hans`` and ``zh`` -> ``zh``;
+    ``zh-TW``, ``zh-HK``, ``zh-hant`` (and ``zh_Hant`` itself) -> ``zh_Hant``; ``ja``, ``ja-JP`` -> ``ja``;
+    anything else (``en-US``, ``ko``, None) -> ``en``."""
+    language, *rest = str(code or "").strip().lower().replace("_", "-").split("-")
+    if language == "zh":
+        return "zh_Hant" if "hans" not in rest and TRADITIONAL & set(rest) else "zh"
     return language if language in LANGUAGES else DEFAULT
 
 
@@ -119,8 +124,11 @@ class Localized:
     fallback: str
 
     def render(self, locale: str = DEFAULT) -> str:
-        """The text in ``locale``'s language, else the fallback."""
-        return dict(self.texts).get(normalize_locale(locale), self.fallback)
+        """The text in ``locale``'s language, else in its base language (``zh`` for ``zh_Hant``), else
+        the fallback."""
+        language = normalize_locale(locale)
+        texts = dict(self.texts)
+        return texts.get(language) or texts.get(language.split("_")[0]) or self.fallback
 
     def __str__(self) -> str:
         return self.render(DEFAULT)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import UserError
-from bot.i18n import LANGUAGES, Localized, Text, _
+from bot.i18n import Localized, Text, _
 from gan.styles import StyleError, StyleInfo, list_styles
 from gan.upscalers import UpscalerLibrary, upscalers_dir
 
@@ -70,8 +70,8 @@ class StyleEntry:
 
 
 def _describe(info: StyleInfo) -> Localized:
-    """A built-in style's one line in each of the bot's languages its ``style.json`` has."""
-    return Localized(tuple((lang, info.description(lang)) for lang in LANGUAGES), info.description())
+    """A built-in style's one line, in each language its ``style.json`` has it in."""
+    return Localized(tuple(sorted(info.translated_descriptions.items())), info.description())
 
 
 def job_scope(platform: str, chat_id: str) -> str | None:

@@ -484,7 +484,9 @@ class TelegramPlatform:
     async def start(self) -> asyncio.Task | None:
         await self.app.initialize()
         self.desk.add_channel("telegram", TelegramProgress(self.app.bot))
-        for language in LANGUAGES:  # English for every language without its own menu
+        # English for every language without its own menu. Telegram keys menus by two-letter language
+        # codes alone, so Chinese users all get the Simplified menu (replies follow their script).
+        for language in (lang for lang in LANGUAGES if "_" not in lang):
             await self.app.bot.set_my_commands(bot_commands(language),
                                                language_code=None if language == DEFAULT else language)
         if self.photos is not None:

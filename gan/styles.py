@@ -103,10 +103,15 @@ class StyleInfo:
     def description(self, language: str = "en") -> str:
         """The style's one line in ``language`` when ``style.json`` has it under ``descriptions``
         (keyed by language code, e.g. ``"ja"``), else its ``description``."""
+        return self.translated_descriptions.get(language) or str(self.meta.get("description", ""))
+
+    @property
+    def translated_descriptions(self) -> dict[str, str]:
+        """``style.json``'s ``descriptions``: the one line in other languages, by language code."""
         translated = self.meta.get("descriptions")
-        if isinstance(translated, dict) and isinstance(translated.get(language), str):
-            return translated[language]
-        return str(self.meta.get("description", ""))
+        if not isinstance(translated, dict):
+            return {}
+        return {lang: text for lang, text in translated.items() if isinstance(text, str) and text.strip()}
 
     @property
     def default_truncation(self) -> float:

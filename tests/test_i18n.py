@@ -1,4 +1,4 @@
-"""The bot in English, Simplified Chinese and Japanese: complete catalogues, and each user answered in
+"""The bot in English, Simplified and Traditional Chinese and Japanese: complete catalogues, and each user answered in
 their own language through the real discord.py and python-telegram-bot against the fake servers."""
 
 from __future__ import annotations
@@ -71,11 +71,19 @@ def test_every_message_has_a_translation_with_the_same_placeholders(lang):
 
 
 @pytest.mark.parametrize("code, lang", [
-    ("zh-CN", "zh"), ("zh-TW", "zh"), ("zh-hans", "zh"), ("zh", "zh"), ("ja", "ja"), ("ja-JP", "ja"),
+    ("zh-CN", "zh"), ("zh-hans", "zh"), ("zh", "zh"), ("zh-Hans-HK", "zh"), ("zh-TW", "zh_Hant"),
+    ("zh-HK", "zh_Hant"), ("zh-hant", "zh_Hant"), ("zh_Hant", "zh_Hant"), ("ja", "ja"), ("ja-JP", "ja"),
     ("en-US", "en"), ("en", "en"), ("ko", "en"), ("pt-BR", "en"), ("", "en"), (None, "en"),
 ])
 def test_platform_locales_map_to_a_catalogue(code, lang):
     assert normalize_locale(code) == lang
+
+
+def test_the_traditional_catalogue_is_the_simplified_one_converted():
+    """Nobody edits zh_Hant by hand: it must be what ``python -m bot.hant`` makes of today's zh."""
+    from bot.hant import TARGET, build
+
+    assert catalogue_path(TARGET).read_bytes() == build(), "run python -m bot.hant (README.md, Languages)"
 
 
 # -- both platforms, one bot ------------------------------------------------------------------------
@@ -122,6 +130,9 @@ def test_telegram_answers_each_user_in_their_language(bot):
     assert tg_reply(tg, zh).text.startswith("未知选项 'abc'：请使用 style=")
     tg.send_text("/help", zh)
     assert tg_reply(tg, zh, 1).text.startswith("用 GAN 画动漫头像。")
+    hant = tg_user(tg, "zh-hant")
+    tg.send_text("/help", hant)
+    assert tg_reply(tg, hant).text.startswith("用 GAN 畫動漫頭像。")
 
     for code in ("ko", None):  # a language without a catalogue, or none at all: English
         other = tg_user(tg, code)
@@ -159,7 +170,7 @@ def test_discord_commands_carry_localized_descriptions(bot):
     assert avatar["description"] == "Draw an anime avatar face"
     assert avatar["description_localizations"]["ja"] == "アニメ風のアバターの顔を描く"
     assert avatar["description_localizations"]["zh-CN"] == "画一张动漫头像"
-    assert avatar["description_localizations"]["zh-TW"] == "画一张动漫头像"  # Simplified for now
+    assert avatar["description_localizations"]["zh-TW"] == "畫一張動漫頭像"
     described = [synced["style"]] + list(synced.values()) + [o for c in synced.values() for o in c.get("options", [])]
     for item in described + [o for c in described for o in c.get("options", [])]:
         localized = item.get("description_localizations") or {}
@@ -195,12 +206,14 @@ def test_discord_answers_in_the_interactions_locale(bot):
     refusal = dc_answer(dc.slash("avatar", {"count": 9}, user_id=next(_users), locale="ja"))
     assert refusal["data"]["content"] == "count は 1〜4 の整数にしてください。"
 
-    ans = dc_answer(dc.slash("avatar", {"seed": "7"}, user_id=next(_users), locale="zh-TW"))
+    ans = dc_answer(dc.slash("avatar", {"seed": "7"}, user_id=next(_users), locale="zh-CN"))
     embed = ans.embeds[0]
     assert embed["title"] == "种子 7"
     assert {"name": "风格", "value": "default", "inline": True} in embed["fields"]
     assert embed["footer"]["text"].startswith("权重 ")
     assert "\N{GAME DIE} 重抽" in ans.labels
+    traditional = dc_answer(dc.slash("avatar", {"seed": "7"}, user_id=next(_users), locale="zh-TW")).embeds[0]
+    assert traditional["title"] == "種子 7" and traditional["footer"]["text"].startswith("權重 ")
     reroll = dc_answer(dc.click(ans, ans.custom_ids[0], user_id=next(_users), locale="ja"))
     assert reroll.embeds[0]["title"].startswith("シード ")
 

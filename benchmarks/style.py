@@ -2,6 +2,7 @@
 
     python benchmarks/style.py                      # 200 faces in a grayscale manga look, default budget
     python benchmarks/style.py --look teal --steps 20 --kid-samples 200    # a quick check
+    python benchmarks/style.py --gate               # the quality gate in the job too
 
 1. Builds a distinct 200-image style set from the shared anime faces (``--look``: ``manga`` is
    grayscale with flattened tones and inked edges, ``teal`` a strong teal-and-orange colour grade),
@@ -11,7 +12,9 @@
    (``training.recipe.FEW_SHOT.steps``), exactly as the bot does.
 3. Reports the wall time from upload to registered style (goal: at most 10 minutes on the 2-core CPU)
    and the KID of the style set against the default style and against the fine-tuned style (goal: the
-   fine-tuned style at least 3x closer).
+   fine-tuned style at least 3x closer). With ``--gate`` the job also runs the quality gate
+   (``training.gate``) on the upload, as a bot with ``STYLE_GATE_INCEPTION_WEIGHTS`` set does, and its
+   figures and seconds (budget: 60 s) are reported.
 
 Prints one JSON object (also written to ``-o``). Nothing here needs a network.
 """
@@ -89,11 +92,13 @@ def build_style_set(faces: Path, n: int, look: str, out: Path, seed: int = 0) ->
 async def train(args: argparse.Namespace, workdir: Path, upload: bytes) -> tuple[Path, dict]:
     """Run one job through the JobManager; returns the registered style folder and timings."""
     from bot.progress import progress_text
+    from training.gate import GateSpec
     from training.jobs import SUCCEEDED, JobManager, JobSettings
     from training.recipe import FEW_SHOT
 
+    gate = GateSpec(inception_weights=str(args.inception_weights)) if args.gate else None
     settings = JobSettings(default_steps=args.steps, max_steps=max(FEW_SHOT.max_steps, args.steps),
-                           batch_size=args.batch_size, progress_interval_s=10.0)
+                           batch_size=args.batch_size, progress_interval_s=10.0, gate=gate)
     settings.model_overrides.update(args.overrides)
     manager = JobManager(workdir / "jobs.db", workdir / "styles", args.default_style, settings)
     seen: list[tuple[float, int]] = []  # (time, step) of progress reports, for the training speed
@@ -115,12 +120,14 @@ async def train(args: argparse.Namespace, workdir: Path, upload: bytes) -> tuple
         folder = manager.styles.resolve_style("bench:1", done.name)
     finally:
         await manager.stop()
-    training = json.loads((folder / "style.json").read_text())["training"]
+    meta = json.loads((folder / "style.json").read_text())
+    training = meta["training"]
     speed = None
     if len(seen) >= 2 and seen[-1][1] > seen[0][1]:
         speed = round((seen[-1][1] - seen[0][1]) * args.batch_size / (seen[-1][0] - seen[0][0]), 1)
     return folder, {"wall_s": round(wall, 1), "steps": training["steps"], "images_seen": training["images_seen"],
-                    "train_images_per_s": speed, "mixed_precision": training["mixed_precision"]}
+                    "train_images_per_s": speed, "mixed_precision": training["mixed_precision"],
+                    **({"gate": meta.get("gate")} if args.gate else {})}
 
 
 def kid_against(style_feats: np.ndarray, folder: Path, n: int, extractor) -> dict:
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inception-weights", type=Path,
                    default=SHARED / "inception" / "inception_v3_fid_notop.weights.h5")
     p.add_argument("--kid-samples", type=int, default=1000, help="faces generated per style for KID")
+    p.add_argument("--gate", action="store_true",
+                   help="run the quality gate in the job, as the bot does with STYLE_GATE_INCEPTION_WEIGHTS set "
+                        "(its figures and seconds are reported; the wall time includes it)")
     p.add_argument("--workdir", type=Path, help="keep the job database, style and style set here")
     p.add_argument("-o", "--output", type=Path, help="also write the result JSON here")
     args = p.parse_args(argv)

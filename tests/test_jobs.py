@@ -133,20 +133,26 @@ async def test_trained_style_is_registered_only_in_its_scope_and_jobs_queue_with
     events = []
     manager.subscribe(events.append)
 
+    # A long job holds the one worker until the others are queued (a short one could finish while the
+    # next uploads are checked, on a busy machine).
+    blocker = await manager.submit("discord:9", "wait", upload, steps=2000)
+    assert blocker.status == RUNNING
     first = await manager.submit("discord:1", "ink", upload, requested_by="admin#1", steps=12,
                                  reply_to={"channel": 5, "message": 9})
-    assert first.status == RUNNING and first.report["kept"] == 40
+    assert (first.status, first.queue_position, first.report["kept"]) == (QUEUED, 1, 40)
     second = await manager.submit("telegram:-100", "ink", upload, steps=3)  # same name, other scope
     third = await manager.submit("discord:2", "blue", upload, steps=3)
-    assert (second.status, second.queue_position) == (QUEUED, 1)
-    assert (third.status, third.queue_position) == (QUEUED, 2)
+    assert (second.status, second.queue_position) == (QUEUED, 2)
+    assert (third.status, third.queue_position) == (QUEUED, 3)
 
     busy, says = await refused(manager.submit("discord:1", "other", upload))
-    assert busy.kind == "busy" and "already training" in says
+    assert busy.kind == "busy" and "already queued here" in says
 
     cancelled = await manager.cancel("discord:2", by="admin#2")
     assert cancelled.status == CANCELLED and not cancelled.job_dir.exists()
-    assert (await manager.status("telegram:-100")).queue_position == 1
+    assert (await manager.status("telegram:-100")).queue_position == 2
+    await manager.cancel("discord:9")
+    assert (await manager.wait(blocker.id, WAIT_S)).status == CANCELLED
 
     done = await manager.wait(first.id, WAIT_S)
     assert done.status == SUCCEEDED, done

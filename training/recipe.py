@@ -26,14 +26,14 @@ class FineTuneRecipe:
 
 
 FEW_SHOT = FineTuneRecipe(
-    steps=1500,
+    steps=1200,
     max_steps=5000,
     min_steps=200,
     # The default style frozen (g_frozen_layers) under a style head (g_head); DiffAugment, a faster
     # generator EMA, the job's own learning rates and an R1 penalty on the discriminator.
     model_overrides=MappingProxyType({
         "diffaugment": "color,translation,cutout", "ema_decay": 0.99, "d_frozen_layers": 0,
-        "g_frozen_layers": 5, "g_head": 32, "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 1e-4, "d_r1": 0.05}),
+        "g_frozen_layers": 5, "g_head": 32, "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 3e-4, "d_r1": 0.05}),
     # A palette head of 8 colours and a colour-histogram loss.
     flat_colour_overrides=MappingProxyType({"g_palette": 8, "g_hist": 5.0}),
     lr_warmup_steps=300,

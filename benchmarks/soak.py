@@ -11,9 +11,9 @@ Three runs of the same closed loop through the service core (``AvatarService.han
    (``weights/default``) on ``--train-images`` faces from ``../shared/data/anime-faces-64`` in its worker
    process; the run starts once the worker reports training progress, and the job is cancelled after;
 3. hostile uploads: five uploads built here are ingested over and over as the bot ingests them
-   (``training.ingest.ingest_upload`` with the bot's limits: a child process at nice 19 with a memory
-   cap, one at a time): a decompression-bomb PNG, a zip of 100,000 entries, a zip bomb (1 GB of zeros),
-   a 60-megapixel JPEG among 20 faces, and a corrupt file.
+   (``training.ingest.ingest_upload`` with the bot's limits: a child process at the lowest priority in
+   a session of its own, with a memory cap, one at a time): a decompression-bomb PNG, a zip of 100,000
+   entries, a zip bomb (1 GB of zeros), a 60-megapixel JPEG among 20 faces, and a corrupt file.
 
 Printed per run: avatars/s, p50 and p99 latency, and p99 as a ratio to the quiet run's; then the goal:
 the p99 of each loaded run at most 1.5x the quiet p99. Figures from a busy machine are noisy: compare

@@ -113,14 +113,7 @@ async def test_start_up_clears_what_a_crash_left_half_deleted(env, managers):
 
 async def first_event(events: list, predicate, timeout: float = WAIT_S):
     """Wait until an event matching ``predicate`` has been delivered; return it."""
-    async def poll():
-        while True:
-            for event in events:
-                if predicate(event):
-                    return event
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(poll(), timeout)
+    return await until(lambda: next((e for e in events if predicate(e)), None), "the event", timeout)
 
 
 # ---------------------------------------------------------------------------- the happy path

@@ -25,6 +25,13 @@ def run_in_background(nice: int) -> list[str]:
       from a shell) leaves that session's priority alone.
     """
     failed = []
+    # The policy comes last: whoever sees SCHED_IDLE on this process knows the rest is done.
+    if hasattr(os, "getsid") and os.getsid(0) == os.getpid():
+        try:
+            with open(AUTOGROUP, "w") as group:  # Linux with CONFIG_SCHED_AUTOGROUP
+                group.write(f"{nice}\n")
+        except OSError as exc:  # no autogroups, or not permitted
+            failed.append(f"session priority: {exc}")
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) < nice:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -34,11 +41,4 @@ def run_in_background(nice: int) -> list[str]:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError) as exc:  # not Linux
         failed.append(f"scheduling policy: {exc}")
-    if not hasattr(os, "getsid") or os.getsid(0) != os.getpid():
-        return failed
-    try:
-        with open(AUTOGROUP, "w") as group:  # Linux with CONFIG_SCHED_AUTOGROUP
-            group.write(f"{nice}\n")
-    except OSError as exc:  # no autogroups, or not permitted
-        failed.append(f"session priority: {exc}")
     return failed

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import io
 import os
+import re
 import sqlite3
 import subprocess
 import zipfile
@@ -110,12 +111,15 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 120
 
 
 def autogroup_nice(pid: int) -> int | None:
-    """The nice value of the process's session autogroup, or None where Linux schedules without them."""
+    """The nice value of the process's session autogroup, or None where Linux schedules it without one."""
     group = Path(f"/proc/{pid}/autogroup")
     enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
     if not group.exists() or not enabled.exists() or enabled.read_text().strip() != "1":
         return None
-    return int(group.read_text().split()[-1])
+    # "/autogroup-12 nice 19"; empty for a process in a cgroup of a container's own, which the
+    # kernel schedules by that cgroup and not by an autogroup.
+    found = re.fullmatch(r"/autogroup-\d+ nice (-?\d+)", group.read_text().strip())
+    return int(found.group(1)) if found else None
 
 
 def integrity(db: Path) -> str:

@@ -414,12 +414,6 @@ def _burst(dc: FakeDiscord, tg: FakeTelegram, n: int = 64) -> tuple[list[Interac
     return dc.dispatch_many(payloads), t_users
 
 
-def _lag(output: str) -> float:
-    found = re.findall(r"event loop lag: max ([\d.]+) ms", output)
-    assert found, "the bot did not report its event loop lag"
-    return float(found[-1])
-
-
 def test_burst_of_64_per_platform_is_answered_in_full(weights, fresh_servers, tmp_path):
     dc, tg = fresh_servers.discord, fresh_servers.telegram
     bot = BotProcess(tmp_path, weights, dc, tg, log_level="INFO").wait_ready()
@@ -435,9 +429,9 @@ def test_burst_of_64_per_platform_is_answered_in_full(weights, fresh_servers, tm
     finally:
         code = bot.stop()
     assert code == 0
-    # The bot reports how late its loop ran; how late is a figure for benchmarks/serve.py (a busy test
-    # machine delays any thread), while test_service checks that the drawing runs off the loop.
-    assert _lag(bot.output) >= 0
+    # The bot reports how late its loop ran. How late is a figure for benchmarks/serve.py (a busy test
+    # machine delays any thread); test_service checks that the drawing runs off the loop.
+    assert re.search(r"event loop lag: max [\d.]+ ms", bot.output), "the bot did not report its loop lag"
 
 
 def test_sigterm_mid_burst_answers_every_accepted_request(weights, fresh_servers, tmp_path):

@@ -86,16 +86,18 @@ async def test_requests_arriving_together_share_one_generator_call(registry):
 
 
 async def test_drawing_and_encoding_never_run_on_the_event_loop(registry, monkeypatch):
-    """The generator, the upscalers and the PNG/GIF writer each take milliseconds to seconds: on the
-    loop they would stall every other chat's replies and Discord's heartbeats. Every kind of request
-    must do that work on the service's threads."""
+    """The generator, the upscalers and the PNG/GIF writer each take milliseconds to seconds, and a
+    reply's texts in the user's language a fraction of one: on the loop they would stall every other
+    chat's replies and Discord's heartbeats. Every kind of request does that work on the service's
+    threads."""
     import threading
 
     import bot.service as service_module
+    from bot.replies import Reply
     from gan.inference import AvatarGenerator
 
     loop_thread = threading.get_ident()
-    threads: dict[str, set[int]] = {"render": set(), "encode": set()}
+    threads: dict[str, set[int]] = {"render": set(), "encode": set(), "localize": set()}
 
     def on_threads(kind, fn):
         def recorded(*args, **kwargs):
@@ -105,14 +107,15 @@ async def test_drawing_and_encoding_never_run_on_the_event_loop(registry, monkey
 
     monkeypatch.setattr(AvatarGenerator, "render_latents", on_threads("render", AvatarGenerator.render_latents))
     monkeypatch.setattr(service_module, "build_reply", on_threads("encode", service_module.build_reply))
+    monkeypatch.setattr(Reply, "localized", on_threads("localize", Reply.localized))
     service = make_service(registry, cache_size=0)
     requests = [req(user=f"u{i}", seed=i) for i in range(8)] + [
         req(user="g", seed=1, count=4), req(user="v", kind="variations", seed=2),
         req(user="up", kind="upscale", seed=3), req(user="m", kind="morph", seed=4, target=5)]
     replies = await asyncio.gather(*[service.handle(r) for r in requests])
     assert len(replies) == len(requests) and all(r.data for r in replies)
-    assert threads["render"] and threads["encode"], "the recorded functions did the work"
-    assert loop_thread not in threads["render"] | threads["encode"]
+    assert all(threads.values()), "the recorded functions did the work"
+    assert loop_thread not in set.union(*threads.values())
 
 
 async def test_batches_wait_for_the_encoders_and_then_take_everyone_waiting():

@@ -147,6 +147,9 @@ class TrainOptions:
     steps: int = 10_000
     steps_per_epoch: int = 500
     checkpoint_every: int = 500
+    # Checkpoints of every N-th step are kept (besides the newest three), for `evaluate --step` and
+    # comparisons of recipes at equal images seen. 0: every 10 epochs (``steps_per_epoch`` * 10).
+    keep_every: int = 0
     crop_margin: int = 4  # images are loaded at size+margin and randomly cropped back
     mixed_precision: bool = False  # bfloat16 compute (fast on CPUs with AMX)
     strategy: str = "default"  # default | mirrored | multiworker

@@ -172,8 +172,9 @@ class RunDir:
 
     def save_checkpoint(self, nets: "GAN") -> Path:
         """Checkpoint the current step (once: a second call at the same step is free)."""
+        o = self.options
         return ckpt.save_once(nets, self.checkpoint_dir,
-                              keep_every=self.options.steps_per_epoch * KEEP_EVERY_EPOCHS)
+                              keep_every=o.keep_every or o.steps_per_epoch * KEEP_EVERY_EPOCHS)
 
     def record(self, step: int, metrics: dict[str, float]) -> None:
         """Append one line of ``metrics`` at ``step`` to the history, with the images seen, the

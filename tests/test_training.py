@@ -137,6 +137,52 @@ def test_run_directory_saves_options_keeps_history_and_finds_the_checkpoint_to_r
     assert run.latest_checkpoint().name == "step-000000004.npz"
 
 
+def test_a_run_keeps_the_checkpoints_of_its_keep_every_steps_for_later_evaluation(tmp_path, image_folder):
+    """Recipes are compared at equal images seen: ``--keep-every`` keeps those steps' checkpoints,
+    which the newest-three rule would delete, and resuming may change it."""
+    from gan.model import GAN
+    from gan.rundir import RunDir
+
+    gan = GAN(tiny_config())
+    gan.compile()
+    gan.build_all()
+
+    def saved(run: RunDir) -> list[int]:
+        for step in range(1, 11):
+            gan.g_optimizer.iterations.assign(step)
+            run.save_checkpoint(gan)
+        return [int(p.stem.split("-")[1]) for p in run.checkpoints()]
+
+    kept = RunDir(tmp_path / "kept")
+    kept.start(_options(image_folder, checkpoint_every=1, keep_every=4), "here")
+    assert saved(kept) == [4, 8, 9, 10]
+    plain = RunDir(tmp_path / "plain")  # the default: every 10 epochs of 2 steps
+    plain.start(_options(image_folder, checkpoint_every=1), "here")
+    assert saved(plain) == [8, 9, 10]
+
+
+def test_train_cli_takes_keep_every_for_new_and_resumed_runs_and_refuses_what_cannot_be_kept(
+        train_cli, tmp_path, image_folder):
+    from gan.rundir import RunDir
+
+    new = train_cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--checkpoint-every", "250",
+                    "--keep-every", "2500", "--dry-run")
+    assert new.returncode == 0, new.stderr
+    assert json.loads(new.stdout)["keep_every"] == 2500
+    odd = train_cli("train", str(tmp_path / "r"), "--data", str(image_folder), "--checkpoint-every", "300",
+                    "--keep-every", "1000", "--dry-run")
+    assert odd.returncode == 2 and "--keep-every must be 0 or a multiple of --checkpoint-every (300)" in odd.stderr
+
+    run = RunDir(tmp_path / "old")
+    run.start(_options(image_folder, steps=100, lr_decay_start=60), "here")
+    resumed = train_cli("train", str(run.path), "--keep-every", "20", "--dry-run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["keep_every"] == 20 and json.loads(resumed.stdout)["steps"] == 100
+    # Shortening a run below the step its learning rates start falling at is refused, not trained.
+    short = train_cli("train", str(run.path), "--steps", "50", "--dry-run")
+    assert short.returncode == 2 and "--lr-decay-start must be at least 0 and below --steps" in short.stderr
+
+
 def test_run_directory_and_checkpoints_import_neither_tensorflow_nor_styles():
     """The JAX trainer reads and writes runs where there is no TensorFlow, and gan.styles (export)
     depends on gan.checkpoint, never the other way."""

@@ -20,14 +20,18 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gan.runtime import CLIError, run_command
+
+if TYPE_CHECKING:
+    from gan.config import TrainOptions
 
 log = logging.getLogger(__name__)
 
 # Options of an existing run that may change on resume (e.g. train longer, or move to a machine
 # without native bfloat16: weights are float32 under both policies); the rest are fixed.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "lr_decay_start", "mixed_precision"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_every", "lr_decay_start", "mixed_precision"}
 
 
 def _model_overrides(pairs: list[str]) -> dict:
@@ -72,7 +76,7 @@ def _train_options(args: argparse.Namespace):
 
     run = RunDir(args.run_dir)
     given = {k: getattr(args, k) for k in ("data", "steps", "batch_size", "steps_per_epoch",
-                                           "checkpoint_every", "crop_margin", "strategy", "seed",
+                                           "checkpoint_every", "keep_every", "crop_margin", "strategy", "seed",
                                            "init_from", "max_images", "lr_decay_start", "lr_warmup_steps")
              if getattr(args, k) is not None}
     if args.bf16 is not None:
@@ -88,6 +92,7 @@ def _train_options(args: argparse.Namespace):
                            f"({', '.join(sorted(changed - RESUMABLE_CHANGES))}); use a new run directory")
         for k in changed & RESUMABLE_CHANGES:
             setattr(options, k, given[k])
+        _check_options(options)
         return options, True
     if not given.get("data"):
         raise CLIError("--data is required for a new run")
@@ -103,13 +108,21 @@ def _train_options(args: argparse.Namespace):
         raise CLIError(str(exc)) from exc
     if not Path(options.data).is_dir():
         raise CLIError(f"data folder not found: {options.data}")
+    _check_options(options)
+    return options, False
+
+
+def _check_options(options: TrainOptions) -> None:
+    """Refuse settings that cannot train as asked, new run or resumed one (``CLIError``)."""
     if options.lr_decay_start is not None and not 0 <= options.lr_decay_start < options.steps:
         raise CLIError("--lr-decay-start must be at least 0 and below --steps")
     if options.lr_warmup_steps < 0:
         raise CLIError("--lr-warmup-steps must be at least 0")
     if options.checkpoint_every < 1 or options.steps < 1 or options.batch_size < 1 or options.steps_per_epoch < 1:
         raise CLIError("steps, batch size, steps per epoch and checkpoint interval must be positive")
-    return options, False
+    if options.keep_every < 0 or options.keep_every % options.checkpoint_every:
+        raise CLIError("--keep-every must be 0 or a multiple of --checkpoint-every "
+                       f"({options.checkpoint_every})")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -318,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help="global batch size (default 64)")
     t.add_argument("--steps-per-epoch", type=int, help="steps between sample grids (default 500)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    t.add_argument("--keep-every", type=int, metavar="N",
+                   help="keep the checkpoint of every N-th step, besides the newest three, for `evaluate "
+                        "--step` at equal images seen (a multiple of --checkpoint-every; default: every 10 "
+                        "epochs)")
     t.add_argument("--crop-margin", type=int, help="random-crop margin in pixels (default 4)")
     t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 mixed precision (fast on GPUs and CPUs with AMX or AVX512-BF16, "

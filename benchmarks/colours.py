@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gan.runtime import tensorflow_environment  # noqa: E402
+
+tensorflow_environment()  # before TensorFlow is imported
 
 HAIR_GOAL = 0.8
 INCEPTION = "../shared/data/inception/inception_v3_fid_notop.weights.h5"

@@ -1,7 +1,8 @@
 """Small helpers shared by the benchmarks: paths, CPU features, timing statistics, tables.
 
-Import this module before TensorFlow: it quietens TensorFlow's C++ logging (stderr only; the
-benchmark tables go to stdout).
+Import this module before TensorFlow: it sets TensorFlow's environment
+(``gan.runtime.tensorflow_environment``: quiet C++ logging on stderr, where the benchmark tables go
+to stdout, and oneDNN's kernels).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from gan.runtime import tensorflow_environment
+
+tensorflow_environment()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,8 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gan.runtime import tensorflow_environment  # noqa: E402
+
+tensorflow_environment()  # before TensorFlow is imported
 
 
 def _style_root(args: argparse.Namespace) -> Path:

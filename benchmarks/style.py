@@ -143,6 +143,7 @@ def kid_against(style_feats: np.ndarray, folder: Path, n: int, extractor) -> dic
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print (and optionally write) the JSON result."""
     from gan.config import GANConfig, parse_overrides
+    from gan.runtime import tensorflow_environment
     from training.recipe import FEW_SHOT
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tensorflow_environment()  # for the worker process, which inherits it
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="style-bench-"))
     load_before = os.getloadavg()

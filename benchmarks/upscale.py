@@ -20,13 +20,14 @@ For each upscaler, on the same faces (the seeds the student never trained on):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gan.runtime import tensorflow_environment  # noqa: E402
+
+tensorflow_environment()  # before TensorFlow is imported
 
 
 def main(args: argparse.Namespace) -> int:

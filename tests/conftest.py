@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
-import os
 import re
 import sqlite3
 import subprocess
@@ -13,7 +12,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from gan.runtime import tensorflow_environment
+
+tensorflow_environment()  # before TensorFlow is imported: the kernels the product runs with
 
 import numpy as np
 import pytest

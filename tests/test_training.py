@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -181,6 +182,19 @@ def test_train_cli_takes_keep_every_for_new_and_resumed_runs_and_refuses_what_ca
     # Shortening a run below the step its learning rates start falling at is refused, not trained.
     short = train_cli("train", str(run.path), "--steps", "50", "--dry-run")
     assert short.returncode == 2 and "--lr-decay-start must be at least 0 and below --steps" in short.stderr
+
+
+def test_the_same_train_command_again_resumes_and_another_model_is_refused(train_cli, tmp_path, image_folder):
+    command = ["train", str(tmp_path / "r"), "--data", str(image_folder), "--steps", "2", "--steps-per-epoch", "1",
+               "--batch-size", "4", "--set", "g_channels=8", "--set", "d_channels=8", "--set", "latent_dim=8"]
+    assert train_cli(*command).returncode == 0
+    again = train_cli(*command, "--steps", "3", "--dry-run")  # up-arrow, change the budget, enter
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["steps"] == 3 and json.loads(again.stdout)["model"]["d_channels"] == 8
+    wider = train_cli(*command, "--set", "d_channels=16", "--dry-run")
+    assert wider.returncode == 2 and "already holds a run with other options (preset/--set)" in wider.stderr
+    other = train_cli(*command, "--preset", "seed", "--dry-run")
+    assert other.returncode == 2 and "preset/--set" in other.stderr
 
 
 def test_run_directory_and_checkpoints_import_neither_tensorflow_nor_styles():
@@ -362,6 +376,27 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
     sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
     assert not cpu_has_native_bf16(zen) and not cpu_has_native_bf16("")
     assert cpu_has_native_bf16(sapphire)
+
+
+def test_tensorflow_environment_turns_onednn_on_and_keeps_what_the_user_set(monkeypatch):
+    from gan.runtime import tensorflow_environment
+
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert tensorflow_environment({}) == {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    mine = {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "0"}
+    assert tensorflow_environment(dict(mine)) == mine  # an operator's choice wins
+    assert tensorflow_environment({}, quiet=False) == {"TF_ENABLE_ONEDNN_OPTS": "1"}  # -v: every notice
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")  # left to TensorFlow's own default there
+    assert tensorflow_environment({}) == {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is set on x86-64 only")
+def test_tensorflow_runs_with_onednn_in_the_tools_processes():
+    # The test process sets its environment as the CLIs and the training worker do, before TensorFlow
+    # is imported (conftest): TensorFlow must then run its oneDNN kernels, whatever this CPU is.
+    from tensorflow.python.util import _pywrap_util_port
+
+    assert _pywrap_util_port.IsMklEnabled()
 
 
 def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(train_cli, tmp_path, image_folder, caplog):

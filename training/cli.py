@@ -71,7 +71,7 @@ def _init_config(init_from: str | None):
 
 
 def _train_options(args: argparse.Namespace):
-    from gan.config import GANConfig, TrainOptions
+    from gan.config import TrainOptions
     from gan.rundir import RunDir
 
     run = RunDir(args.run_dir)
@@ -85,7 +85,8 @@ def _train_options(args: argparse.Namespace):
         options = run.load_options()
         current = options.to_dict()
         changed = {k for k, v in given.items() if current.get(k) != v}
-        if args.preset or args.set:
+        asked = (args.preset or args.set) and _model_config(args, given.get("init_from", options.init_from))
+        if asked and asked != options.model:  # the same command again resumes; another model does not
             changed.add("preset/--set")
         if changed - RESUMABLE_CHANGES:
             raise CLIError(f"{run.path} already holds a run with other options "
@@ -97,19 +98,27 @@ def _train_options(args: argparse.Namespace):
     if not given.get("data"):
         raise CLIError("--data is required for a new run")
     try:
-        overrides = _model_overrides(args.set)
-        base = _init_config(given.get("init_from")) if not args.preset else None
-        if base is not None:  # fine-tuning a style: its own architecture, unless --preset says otherwise
-            model = GANConfig.from_dict({**base.to_dict(), **overrides})
-        else:
-            model = GANConfig.preset_config(args.preset or "improved", **overrides)
-        options = TrainOptions(model=model, **given)
+        options = TrainOptions(model=_model_config(args, given.get("init_from")), **given)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     if not Path(options.data).is_dir():
         raise CLIError(f"data folder not found: {options.data}")
     _check_options(options)
     return options, False
+
+
+def _model_config(args: argparse.Namespace, init_from: str | None):
+    """The model config a new run gets from ``--preset``, ``--set`` and ``--init-from``."""
+    from gan.config import GANConfig
+
+    try:
+        overrides = _model_overrides(args.set)
+        base = _init_config(init_from) if not args.preset else None
+        if base is not None:  # fine-tuning a style: its own architecture, unless --preset says otherwise
+            return GANConfig.from_dict({**base.to_dict(), **overrides})
+        return GANConfig.preset_config(args.preset or "improved", **overrides)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
 
 
 def _check_options(options: TrainOptions) -> None:

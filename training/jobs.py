@@ -58,6 +58,7 @@ from typing import Any, AsyncContextManager, Awaitable, Callable, Iterable, Lite
 
 import aiosqlite
 
+from gan.runtime import tensorflow_environment
 from gan.styles import StyleError, check_style_name, read_style
 from training import protocol
 from training.database import Database
@@ -732,8 +733,7 @@ class JobManager:
         job = handle.job
         job.job_dir.mkdir(parents=True, exist_ok=True)
         self._spec(job).write(job.job_dir)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = tensorflow_environment({**os.environ, "PYTHONUNBUFFERED": "1"})
         with open(job.job_dir / "worker.log", "ab") as log_file:
             # Its own session: a Ctrl+C to the bot's terminal (SIGINT to the whole foreground process
             # group) reaches the bot alone, which stops the worker itself (stop) as a pause.

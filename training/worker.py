@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from gan.runtime import tensorflow_environment
 from training import protocol
 from training.errors import Message, N_
 from training.protocol import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, JobSpec
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = Reporter(_protocol_stream(), 0.0)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tensorflow_environment()
     signal.signal(signal.SIGTERM, _interrupt)  # until the trainer installs its own, same behaviour
     if args.priority == "idle":
         for failure in run_in_background(TRAINING_NICE):

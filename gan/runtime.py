@@ -25,8 +25,8 @@ def tensorflow_environment(env: MutableMapping[str, str] | None = None,
       CPUs with AVX512-VNNI, AVX512-BF16, AVX-VNNI or AMX. On a 2-core AVX2 CPU without them (AMD EPYC,
       Zen 1) its own kernels drew 64 faces at 115 images/s against oneDNN's 277, and summed a batch of 1
       or 4 in another order than a batch of 16, so a single avatar was padded to 16 and took 145 ms
-      against 8 ms (``python -m benchmarks.generate``, 2026-12-05). A custom style's training step
-      took 2.36 s against 1.33 s.
+      against 8 ms (``python -m benchmarks.generate``, 2026-12-05). docs/operating.md ("The CPU") has
+      the service's figures, and the one thing slower there: Real-CUGAN's Upscale.
     """
     env = os.environ if env is None else env
     if quiet:

@@ -28,10 +28,9 @@ def repo_path(path: str | os.PathLike) -> Path:
 
 def cpu_name() -> str:
     """The CPU model and logical core count, for the header of a benchmark's output."""
-    from gan.runtime import cpu_model
+    from gan.runtime import cpu_summary
 
-    name = cpu_model()
-    return f"{name}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
+    return f"{cpu_summary()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
 
 
 def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:

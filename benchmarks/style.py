@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -143,7 +142,7 @@ def kid_against(style_feats: np.ndarray, folder: Path, n: int, extractor) -> dic
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark, print (and optionally write) the JSON result."""
     from gan.config import GANConfig, parse_overrides
-    from gan.runtime import tensorflow_environment
+    from gan.runtime import cpu_summary, tensorflow_environment
     from training.recipe import FEW_SHOT
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_kid_ok": ratio >= GOAL_KID_RATIO,
         "kid_samples": args.kid_samples,
         "default_style": str(args.default_style),
-        "hardware": f"{platform.machine()} ({os.cpu_count()} cores)",
+        "hardware": f"{cpu_summary()}, {os.cpu_count()} cores",
         "load_average_before": [round(x, 2) for x in load_before],
     }
     text = json.dumps(result, indent=2)

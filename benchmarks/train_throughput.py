@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded, source = load_images(args.data, size + margin, args.images)
     loaded = loaded[: len(loaded) // batch * batch]  # whole batches only: no retrace on a short one
     print(f"Training throughput: seed-preset DCGAN, batch {batch}, {args.steps} timed steps x {args.rounds} rounds")
-    print(f"CPU: {cpu_name()}; native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}")
+    print(f"CPU: {cpu_name()}")
     print(f"data: {source}")
     print(f"ours: GAN.fit + make_dataset (crop {size + margin}->{size}, flip), "
           f"{'bfloat16 mixed precision' if mixed else 'float32'}")

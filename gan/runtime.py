@@ -12,7 +12,7 @@ import os
 import platform
 import signal
 from contextlib import contextmanager
-from typing import Iterator, MutableMapping
+from typing import Iterator, Mapping, MutableMapping
 
 
 def tensorflow_environment(env: MutableMapping[str, str] | None = None,
@@ -91,13 +91,28 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return bool(cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_summary(cpuinfo: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """This CPU as benchmarks name it: the model and what its speed here depends on, the widest vector
+    instructions, native bfloat16, and TensorFlow's oneDNN kernels as ``env`` (default: this process's
+    environment) asks for them. The same command runs several times faster on one 2-core machine than
+    on another, so a figure is read against this."""
+    flags = cpu_flags(cpuinfo)
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = "native bfloat16" if cpu_has_native_bf16(cpuinfo) else "no native bfloat16"
+    onednn = {"1": "oneDNN on", "0": "oneDNN off"}.get(
+        (os.environ if env is None else env).get("TF_ENABLE_ONEDNN_OPTS", ""), "oneDNN as TensorFlow picks")
+    model = cpu_model() if cpuinfo is None else next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "unknown CPU")
+    return f"{model} ({vectors}, {bf16}; {onednn})"
+
+
 def tensorflow_machine() -> str:
-    """This machine as the model card names it: the CPU model and core count, and the GPUs
+    """This machine as the model card names it: the CPU (``cpu_summary``) and core count, and the GPUs
     TensorFlow sees, if any."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
+    return f"{cpu_summary()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
 def bf16_is_fast() -> bool:

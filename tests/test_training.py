@@ -378,6 +378,16 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
     assert cpu_has_native_bf16(sapphire)
 
 
+def test_benchmarks_name_what_the_cpu_speed_depends_on():
+    from gan.runtime import cpu_summary
+
+    zen = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    genoa = "model name\t: AMD EPYC 9R14\nflags\t\t: avx2 avx512f avx512_bf16\n"
+    assert cpu_summary(zen, {"TF_ENABLE_ONEDNN_OPTS": "1"}) == "AMD EPYC (AVX2, no native bfloat16; oneDNN on)"
+    assert cpu_summary(genoa, {}) == "AMD EPYC 9R14 (AVX-512, native bfloat16; oneDNN as TensorFlow picks)"
+    assert cpu_summary("", {"TF_ENABLE_ONEDNN_OPTS": "0"}) == "unknown CPU (no AVX2, no native bfloat16; oneDNN off)"
+
+
 def test_tensorflow_environment_turns_onednn_on_and_keeps_what_the_user_set(monkeypatch):
     from gan.runtime import tensorflow_environment
 

@@ -64,14 +64,13 @@ def _cpuinfo() -> str:
         return ""
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    import platform
-
-    for line in _cpuinfo().splitlines():
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name in ``cpuinfo`` (default: this machine's /proc/cpuinfo, or what Python
+    knows where there is none)."""
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return (platform.processor() or platform.machine() if cpuinfo is None else "") or "unknown CPU"
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -101,9 +100,7 @@ def cpu_summary(cpuinfo: str | None = None, env: Mapping[str, str] | None = None
     bf16 = "native bfloat16" if cpu_has_native_bf16(cpuinfo) else "no native bfloat16"
     onednn = {"1": "oneDNN on", "0": "oneDNN off"}.get(
         (os.environ if env is None else env).get("TF_ENABLE_ONEDNN_OPTS", ""), "oneDNN as TensorFlow picks")
-    model = cpu_model() if cpuinfo is None else next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "unknown CPU")
-    return f"{model} ({vectors}, {bf16}; {onednn})"
+    return f"{cpu_model(cpuinfo)} ({vectors}, {bf16}; {onednn})"
 
 
 def tensorflow_machine() -> str:

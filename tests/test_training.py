@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -402,11 +403,18 @@ def test_tensorflow_environment_turns_onednn_on_and_keeps_what_the_user_set(monk
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is set on x86-64 only")
 def test_tensorflow_runs_with_onednn_in_the_tools_processes():
-    # The test process sets its environment as the CLIs and the training worker do, before TensorFlow
-    # is imported (conftest): TensorFlow must then run its oneDNN kernels, whatever this CPU is.
-    from tensorflow.python.util import _pywrap_util_port
-
-    assert _pywrap_util_port.IsMklEnabled()
+    # A command run the way both CLIs run theirs, in a process whose environment does not ask for
+    # oneDNN: TensorFlow must run its oneDNN kernels there, whatever this CPU is.
+    script = ("import argparse; from gan.runtime import run_command\n"
+              "def check(args):\n"
+              "    from tensorflow.python.util import _pywrap_util_port\n"
+              "    print('oneDNN', _pywrap_util_port.IsMklEnabled())\n"
+              "    return 0\n"
+              "raise SystemExit(run_command(argparse.Namespace(verbose=False, func=check), 'check', 30))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "oneDNN True" in out.stdout
 
 
 def test_bfloat16_run_warns_where_it_is_emulated_and_resumes_in_float32(train_cli, tmp_path, image_folder, caplog):

@@ -50,7 +50,7 @@ def sample_faces(nets: "GAN", seeds: list[int]) -> np.ndarray:
 
     g = nets.ema_generator if nets.ema_generator is not None else nets.generator
     if nets.ema_generator is not None:
-        recalibrate_batchnorm(g, nets.config.latent_dim)
+        recalibrate_batchnorm(g, nets.config.latent_dim, frozen_blocks=nets.config.g_frozen_layers)
     z = latents_for_seeds(seeds, nets.config.latent_dim)
     return to_uint8(np.asarray(g(z, training=False)))
 

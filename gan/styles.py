@@ -351,7 +351,7 @@ def export_run(run_dir: str | os.PathLike, name: str, weights_dir: str | os.Path
     step = ckpt.checkpoint_step(latest)
     generator = gan.inference_generator()
     if generator is gan.ema_generator:
-        recalibrate_batchnorm(generator, options.model.latent_dim)
+        recalibrate_batchnorm(generator, options.model.latent_dim, frozen_blocks=options.model.g_frozen_layers)
     metrics = json.loads(Path(metrics_file).read_text()) if metrics_file else {}
     training = {
         "steps": step,

@@ -373,6 +373,29 @@ def test_batchnorm_recalibration_reaches_the_frozen_ema_generator():
     assert not ema.trainable and all(not bn.trainable for bn in bns(ema))
 
 
+def test_batchnorm_recalibration_leaves_frozen_blocks_alone():
+    """A style job freezes the default's blocks under its head; their BatchNorm statistics are the
+    ones the head trained on, so exports and sample grids keep them (and skip the work when every
+    block is frozen), while the statistics of blocks that trained are recomputed."""
+    import keras
+
+    from gan.model import GAN
+    from gan.networks import generator_blocks, recalibrate_batchnorm
+
+    gan = GAN(tiny_config(ema_decay=0.9))
+    ema = gan.ema_generator
+    bns = [l for l in ema.layers if isinstance(l, keras.layers.BatchNormalization)]
+    frozen = {id(l) for l in generator_blocks(ema, 2)}
+    assert 0 < sum(id(bn) in frozen for bn in bns) < len(bns)
+    before = [bn.moving_mean.numpy().copy() for bn in bns]
+    recalibrate_batchnorm(ema, 128, batches=2, batch_size=64, frozen_blocks=2)
+    for bn, old in zip(bns, before):
+        assert np.array_equal(bn.moving_mean.numpy(), old) == (id(bn) in frozen), bn.name
+    before = [bn.moving_mean.numpy().copy() for bn in bns]
+    recalibrate_batchnorm(ema, 128, batches=2, batch_size=64, frozen_blocks=5)
+    assert all(np.array_equal(bn.moving_mean.numpy(), old) for bn, old in zip(bns, before))
+
+
 def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_style):
     """A custom style may add a style head on a frozen default style: it first draws exactly the
     default's faces, then training changes the head alone, never the default's weights."""

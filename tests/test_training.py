@@ -8,12 +8,13 @@ import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import INCEPTION_WEIGHTS, REPO, in_process_cli, make_image_folder, tiny_config
+from tests.conftest import INCEPTION_WEIGHTS, REPO, in_process_cli, make_image_folder, make_style, tiny_config
 
 
 def _options(data, **kw):
@@ -550,6 +551,32 @@ def test_real_features_are_cached_by_content_not_by_path_or_file_times(tmp_path)
     shutil.copyfile(tmp_path / "other" / "0000.jpg", copy / "0003.jpg")
     changed = folder_features(copy, 12, extractor)
     assert extractor.calls == 2 and not np.array_equal(changed, first)
+
+
+def test_a_styles_features_are_cached_by_its_weights_for_the_next_quality_gate(tmp_path, tiny_style, caplog):
+    """Every job's quality gate compares against the default style's faces: measured once, then
+    read back, wherever the style folder lies; another style, or a damaged cache file, is measured."""
+    import shutil
+
+    from gan.metrics import style_features
+
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "avatarbot" / "features"
+    before = set(cache.glob("*.npy"))
+    extractor = _MeanColour()
+    first = style_features(tiny_style / "default", 8, extractor)
+    (written,) = set(cache.glob("*.npy")) - before
+    moved = shutil.copytree(tiny_style / "default", tmp_path / "moved" / "default")
+    np.testing.assert_array_equal(style_features(moved, 8, extractor), first)
+    assert extractor.calls == 1, "the same style was measured again"
+    style_features(moved, 8, extractor, cache=False)
+    assert extractor.calls == 2
+    other = make_style(tmp_path / "other", g_channels=12)
+    assert not np.array_equal(style_features(other, 8, extractor), first) and extractor.calls == 3
+    written.write_bytes(b"not an array")
+    np.testing.assert_array_equal(style_features(moved, 8, extractor), first)
+    assert extractor.calls == 4 and "measuring again" in caplog.text
+    np.testing.assert_array_equal(style_features(moved, 8, extractor), first)
+    assert extractor.calls == 4, "the damaged file was not replaced"
 
 
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")

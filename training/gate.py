@@ -16,10 +16,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +53,26 @@ def ratio_of(kid_baseline: float, kid_style: float) -> float:
 def measure(style_dir: str | Path, baseline: str | Path, pictures: str | Path, spec: GateSpec) -> dict[str, Any]:
     """KID of ``style_dir``'s faces and of ``baseline``'s (a style or a folder of pictures) against
     ``pictures``; returns the figures written into ``style.json``."""
-    from gan.metrics import InceptionFeatures, folder_features, kid
+    from gan.metrics import InceptionFeatures, folder_features, kid, style_features
 
     started = time.monotonic()
     extractor = InceptionFeatures(spec.inception_weights, spec.batch_size)
     real = folder_features(pictures, spec.real_samples, extractor, cache=False)
-    style_images, base_images = _faces(Path(style_dir), spec.samples), _faces(Path(baseline), spec.samples)
+    style = style_features(style_dir, spec.samples, extractor, cache=False)
+    # The baseline is the same for every job: its features are measured once and cached.
+    if (Path(baseline) / "style.json").is_file():
+        base = style_features(baseline, spec.samples, extractor)
+    else:
+        base = folder_features(baseline, spec.samples, extractor)
     subset = min(len(real), spec.samples)
-    kid_style, _ = kid(extractor(style_images), real, subsets=50, subset_size=subset)
-    kid_base, _ = kid(extractor(base_images), real, subsets=50, subset_size=subset)
+    kid_style, _ = kid(style, real, subsets=50, subset_size=subset)
+    kid_base, _ = kid(base, real, subsets=50, subset_size=subset)
     figures = {"kid_style": round(kid_style, 5), "kid_default": round(kid_base, 5),
                "ratio": round(ratio_of(kid_base, kid_style), 2), "samples": spec.samples,
                "real_samples": len(real), "inception": extractor.weights_id,
                "seconds": round(time.monotonic() - started, 1)}
     log.info("quality gate: %s", figures)
     return figures
-
-
-def _faces(source: Path, n: int) -> "np.ndarray":
-    """``n`` uint8 faces of a style folder (seeds 0..n-1, no truncation), or a folder's first pictures."""
-    from gan.data import load_folder
-    from gan.inference import AvatarGenerator
-
-    if (source / "style.json").is_file():
-        return AvatarGenerator.load(source).generate(list(range(n)), 1.0)
-    images, _ = load_folder(source, 64, max_images=n)
-    return images
 
 
 def record(style_dir: str | Path, figures: dict[str, Any]) -> None:

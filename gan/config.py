@@ -76,10 +76,6 @@ class GANConfig:
     # to that of the real batch (gan.losses.colour_histogram_distance), so a style's tones come out
     # in the pictures' proportions. 0 turns it off.
     g_hist: float = 0.0
-    # With the whole base generator frozen under a style head (g_frozen_layers 5): draw this many base
-    # faces once when a run starts and train the head on faces picked from them, instead of running
-    # the frozen base for every generated picture of every step. 0: every step draws new ones.
-    g_pool: int = 0
     # False: the discriminator's BatchNorm layers use their moving statistics while training, so D
     # judges each image on its own instead of telling a real batch from a fake one by its statistics.
     # An option for few-shot fine-tuning: on benchmarks/style.py's manga set it removed the tiled
@@ -107,9 +103,6 @@ class GANConfig:
             raise ValueError("g_head must be at least 0")
         if self.g_palette < 0 or (self.g_palette and not self.g_head):
             raise ValueError("g_palette must be at least 0, and needs a style head (g_head)")
-        if self.g_pool < 0 or (self.g_pool and not (self.g_head and self.g_frozen_layers == 5 and not self.g_anchor)):
-            raise ValueError("g_pool must be at least 0, and needs a style head (g_head) on a wholly frozen "
-                             "generator (g_frozen_layers 5) without g_anchor")
         if self.latent_dim < 1 or self.g_channels < 1 or self.d_channels < 1:
             raise ValueError("latent_dim and channel counts must be positive")
 

@@ -37,13 +37,6 @@ class GAN(keras.Model):
         self.real_score_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
         self.fake_score_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
         self._ema_fn = None
-        # A pool of the frozen base's faces (config.g_pool), drawn by draw_base_pool; the head alone
-        # then turns picks from it into the step's generated pictures. Not part of any checkpoint.
-        self._pool: list[tf.Variable] = []
-        if config.g_pool:
-            g = self.generator
-            self._base_net = keras.Model(g.input, g.get_layer(f"{HEAD_PREFIX}input").output)
-            self._head_net = keras.Model(g.get_layer(f"{HEAD_PREFIX}input").output, g.output)
         # The sub-networks are built; without this, fit() under tf.distribute would try to build
         # the GAN by calling it on an image batch, which is not the generator's input.
         self.built = True
@@ -66,33 +59,12 @@ class GAN(keras.Model):
     def sample_latents(self, n: tf.Tensor) -> tf.Tensor:
         return tf.random.normal((n, self.config.latent_dim))
 
-    def draw_base_pool(self, seed: int, batch_size: int = 256) -> None:
-        """Draw the ``config.g_pool`` base faces that ``train_step`` picks from (kept in float16,
-        whose 11-bit precision is finer than an 8-bit pixel: 100 MB for 4,096 faces)."""
-        rng = np.random.default_rng(seed)
-        parts = []
-        for start in range(0, self.config.g_pool, batch_size):
-            z = rng.standard_normal((min(batch_size, self.config.g_pool - start), self.config.latent_dim))
-            parts.append(np.asarray(self._base_net(z.astype("float32"), training=False), np.float16))
-        pool = np.concatenate(parts)
-        if self._pool:
-            self._pool[0].assign(pool)
-        else:  # in a list: a Keras model does not track it, so checkpoints never hold it
-            self._pool.append(tf.Variable(pool, trainable=False, name="base_pool"))
-
-    def _pool_faces(self, n: tf.Tensor) -> tf.Tensor:
-        """``n`` generated pictures: the style head on faces picked from the base pool."""
-        if not self._pool:
-            raise RuntimeError("draw_base_pool must run before training with g_pool")
-        picks = tf.random.uniform((n,), maxval=self.config.g_pool, dtype=tf.int32)
-        return self._head_net(tf.cast(tf.gather(self._pool[0], picks), tf.float32), training=True)
-
     def train_step(self, data: tf.Tensor) -> dict[str, tf.Tensor]:
         real = tf.cast(data, tf.float32)
+        z = self.sample_latents(tf.shape(real)[0])
         policy = self.config.diffaugment
-        z = None if self.config.g_pool else self.sample_latents(tf.shape(real)[0])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = self._pool_faces(tf.shape(real)[0]) if z is None else self.generator(z, training=True)
+            fake = self.generator(z, training=True)
             real_in = diff_augment(real, policy) if policy else real
             fake_in = diff_augment(fake, policy) if policy else fake
             d_training = self.config.d_batch_stats

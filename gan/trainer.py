@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -182,10 +181,6 @@ class Trainer:
         if start == 0 and self.fresh_head:
             self.gan.fit_head_colour(images)
             log.info("style head: colours fitted to the data")
-        if o.model.g_pool:
-            started = time.monotonic()
-            self.gan.draw_base_pool(seed=o.seed + start)
-            log.info("style head: %d base faces drawn in %.1f s", o.model.g_pool, time.monotonic() - started)
         # The global batch: under tf.distribute, fit splits each batch across the replicas.
         dataset = make_dataset(images, o.batch_size, o.model.image_size, o.crop_margin, seed=o.seed + start)
         callback = _RunCallback(self)

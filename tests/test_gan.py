@@ -396,11 +396,9 @@ def test_batchnorm_recalibration_leaves_frozen_blocks_alone():
     assert all(np.array_equal(bn.moving_mean.numpy(), old) for bn, old in zip(bns, before))
 
 
-@pytest.mark.parametrize("pool", [0, 32], ids=["fresh base faces", "a pool of base faces"])
-def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_style, pool):
+def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_style):
     """A custom style may add a style head on a frozen default style: it first draws exactly the
-    default's faces, then training changes the head alone, never the default's weights; the same
-    when the head trains on a pool of the default's faces drawn once (g_pool)."""
+    default's faces, then training changes the head alone, never the default's weights."""
     import dataclasses
 
     from gan.latents import latents_for_seeds
@@ -408,14 +406,10 @@ def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_sty
     from gan.styles import load_generator, load_style_into, read_style
 
     default = tiny_style / "default"
-    config = dataclasses.replace(read_style(default).config, g_head=8, g_frozen_layers=5, g_pool=pool)
+    config = dataclasses.replace(read_style(default).config, g_head=8, g_frozen_layers=5)
     gan = GAN(config)
     gan.compile()
     load_style_into(default, gan)
-    if pool:
-        with pytest.raises(RuntimeError, match="draw_base_pool"):
-            gan.train_step(np.zeros((4, 64, 64, 3), "float32"))
-        gan.draw_base_pool(seed=0)
     base, _ = load_generator(default)
     z = latents_for_seeds(list(range(6)), config.latent_dim)
     np.testing.assert_allclose(gan.generator(z, training=False), base(z, training=False), atol=1e-6)
@@ -430,9 +424,6 @@ def test_a_style_head_starts_as_the_base_style_and_only_the_head_trains(tiny_sty
     assert all(np.array_equal(a, b) for a, b in zip(rest_before, rest()))
     assert not all(np.array_equal(a, b) for a, b in zip(head_before, head()))
     assert not np.array_equal(gan.generator(z, training=False), base(z, training=False))
-    for wrong in (dict(g_head=0), dict(g_frozen_layers=4), dict(g_anchor=0.5)):  # base faces that change
-        with pytest.raises(ValueError, match="g_pool"):
-            dataclasses.replace(config, g_pool=32, **wrong)
 
 
 def test_model_card_of_the_shipped_style_states_its_settings_and_scores():

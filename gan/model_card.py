@@ -7,6 +7,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _recalibration(cfg: dict) -> str:
+    """What an export did to the EMA generator's BatchNorm statistics (``recalibrate_batchnorm``)."""
+    if not cfg.get("ema_decay"):
+        return ""
+    frozen = cfg.get("g_frozen_layers", 0)
+    outside = f" outside the {frozen} frozen blocks" if frozen else ""
+    return f" (BatchNorm statistics recalibrated at export{outside})"
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
@@ -75,7 +84,7 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
         f"width {cfg.get('d_channels')} ({cfg.get('d_norm', 'batch')} norm).",
         f"- Loss `{cfg.get('loss')}`; Adam, learning rates G {cfg.get('g_lr')} / D {cfg.get('d_lr')}, betas "
         f"({cfg.get('beta1')}, {cfg.get('beta2')}); generator EMA decay {cfg.get('ema_decay')}"
-        f"{' (BatchNorm statistics recalibrated at export)' if cfg.get('ema_decay') else ''}; "
+        f"{_recalibration(cfg)}; "
         f"DiffAugment `{cfg.get('diffaugment') or 'off'}`{r1}.",
         f"- Weights: `generator.weights.h5`, sha256 `{meta['weights']['generator.weights.h5']['sha256']}`.",
         "",

@@ -437,6 +437,9 @@ def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
     for weight in (0.0, 0.001):  # an R1 penalty is named only when the style was trained with one
         other = render_model_card({**meta, "config": {**meta["config"], "d_r1": weight}})
         assert ("R1 penalty on the discriminator, weight 0.001" in other) == (weight > 0)
+    assert "(BatchNorm statistics recalibrated at export)" in card
+    style = render_model_card({**meta, "config": {**meta["config"], "g_frozen_layers": 5}})
+    assert "(BatchNorm statistics recalibrated at export outside the 5 frozen blocks)" in style
 
 
 def test_wall_time_counts_checkpoint_pauses_but_not_breaks_between_sessions(tmp_path):

@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_styles_prune, uses_tensorflow=False)
 
     r = sub.add_parser("run", help="run the chat bot on every platform that has a token (see .env.example)")
-    r.set_defaults(func=cmd_run)
+    # The bot starts TensorFlow itself once its settings, tokens and database lock check out: a
+    # misconfigured bot says so in a fraction of a second.
+    r.set_defaults(func=cmd_run, uses_tensorflow=False)
 
     return p
 

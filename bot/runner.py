@@ -55,8 +55,11 @@ def run(settings: Settings | None = None, verbose: bool = False) -> int:
     except InstanceLockError as exc:
         raise CLIError(str(exc)) from None
     from bot.logs import configure_logging
+    from gan.runtime import start_tensorflow_quietly
 
     with lock:  # held for the life of the bot
+        if not verbose:  # -v shows TensorFlow's own start-up notices
+            start_tensorflow_quietly()
         configure_logging("DEBUG" if verbose else settings.log_level, settings.secrets())
         try:
             return asyncio.run(serve(settings))

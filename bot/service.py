@@ -187,7 +187,7 @@ class AvatarService:
                 log.error("built-in style %r could not be loaded: %s", name, exc)
         plan = Plan("avatar", ref.name, 0, 1.0, self.limits.output_size, count=1, ref=ref)
         z = plan.latents(gen.latent_dim)
-        await loop.run_in_executor(self._render_pool, gen.render_latents, z, self.limits.upscale_size, UPSCALE_WITH)
+        await loop.run_in_executor(self._render_pool, gen.prepare_upscaler, self.limits.upscale_size, UPSCALE_WITH)
         if gen.colours("hair"):  # the first colour edit imports SciPy (about 0.4 s): not in a user's wait
             await loop.run_in_executor(self._encode_pool, gen.edit, z, gen.colours("hair")[0])
         start = time.perf_counter()

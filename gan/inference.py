@@ -106,6 +106,10 @@ class AvatarGenerator:
             raise ValueError(f"faces must have shape (N, {self.image_size}, {self.image_size}, 3)")
         return self.upscaler(upscaler).upscale(images, check_size(size))
 
+    def prepare_upscaler(self, size: int, upscaler: str | None = None) -> None:
+        """Load and warm up the networks that upscale a face to ``size`` px, before a user waits for them."""
+        self.upscaler(upscaler).prepare(check_size(size))
+
     def colours(self, kind: str) -> tuple[str, ...]:
         """The ``hair`` or ``eyes`` colours this style can draw (none without directions)."""
         return self.directions.colours[kind] if self.directions is not None else ()

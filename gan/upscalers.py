@@ -146,6 +146,11 @@ class Upscaler:
         """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8."""
         return resize(images, size)
 
+    def prepare(self, size: int) -> None:
+        """Load and warm up every network a face of ``size`` px runs through, so that the first
+        request of that size does not wait for them (nothing to do for interpolation)."""
+        del size
+
 
 def uint8_network(model):
     """``model`` as uint8 faces in, uint8 faces out, rounding as ``gan.cugan.to_uint8`` does: the
@@ -218,6 +223,11 @@ class NetworkUpscaler(Upscaler):
 
     def weights_for(self, size: int) -> str:
         return "+".join(f"{i.name}@{i.weights_sha256[:12]}" for i in self.infos[:self.stages_for(size)])
+
+    def prepare(self, size: int) -> None:
+        # Loading a stage runs each of its graphs once on the probe: that is the warm-up.
+        for index in range(self.stages_for(size)):
+            self._stage(index)
 
     def upscale(self, images: np.ndarray, size: int) -> np.ndarray:
         images = np.asarray(images, np.uint8)

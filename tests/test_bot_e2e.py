@@ -46,7 +46,7 @@ def fresh_servers():
 @pytest.fixture(scope="module")
 def main_bot(weights, tmp_path_factory):
     """One bot on both platforms for the functional tests (each test uses its own users)."""
-    with running_bot(tmp_path_factory.mktemp("main-bot"), weights, user_cooldown_s=30) as running:
+    with running_bot(tmp_path_factory.mktemp("main-bot"), weights, user_cooldown_s=30, upscale_size=512) as running:
         yield running
 
 
@@ -176,6 +176,9 @@ def test_every_discord_button_does_what_it_says(main_bot, generator):
     assert name == "avatar-42-512px.png" and pixels(data).shape == (512, 512, 3)
     np.testing.assert_array_equal(pixels(data), generator.generate([42], size=512, upscaler="cugan")[0])
     assert read_png_metadata(data)["upscaler"] == "cugan"
+    log = bot.output
+    assert log.index("loaded upscaler realcugan-2x") < log.index("avatar service ready"), \
+        "the Upscale button's networks were warm before the bot took requests"
 
     morph = answer(dc.click(first, button(first, "Morph"), user_id=new_user()))
     name, data = picture(morph)

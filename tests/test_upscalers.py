@@ -146,6 +146,34 @@ def test_512_px_runs_real_cugan_twice_and_the_metadata_says_so(shipped):
     assert "upscaler_weights" not in shipped.metadata(42, 1.0, "bicubic", 256)
 
 
+def test_prepare_loads_the_stages_a_size_needs_so_that_no_request_waits_for_them(tmp_path, caplog):
+    import logging
+
+    from gan.upscalers import Upscaler, UpscalerLibrary
+    from tests.fakes.styles import make_tiny_upscaler
+
+    root = tmp_path / "upscalers"
+    make_tiny_upscaler(root / "tiny-4x", 4)
+    make_tiny_upscaler(root / "tiny-2x", 2)
+    own = {"upscalers": {"cugan": ["tiny-4x", "tiny-2x"]}}  # a style's own chain for the name "cugan"
+
+    def loaded() -> list[str]:
+        return [r.getMessage().split()[2] for r in caplog.records if r.getMessage().startswith("loaded upscaler")]
+
+    with caplog.at_level(logging.INFO, logger="gan.upscalers"):
+        upscaler = UpscalerLibrary(root).get("cugan", own)
+        assert loaded() == ["tiny-4x"], "the first stage loads with the upscaler"
+        upscaler.prepare(256)
+        assert loaded() == ["tiny-4x"], "256 px needs no second stage"
+        upscaler.prepare(512)
+        assert loaded() == ["tiny-4x", "tiny-2x"]
+        faces = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8)
+        assert upscaler.upscale(faces, 512).shape == (2, 512, 512, 3)
+        upscaler.prepare(512)
+        assert loaded() == ["tiny-4x", "tiny-2x"], "each stage loads once"
+    Upscaler().prepare(512)  # interpolation has nothing to load
+
+
 def test_the_cli_writes_a_crisp_hd_avatar_by_default(tmp_path, capsys, monkeypatch):
     """``avatarbot generate`` (``bot.cli.main``, in this process: tests/test_cli.py runs the console
     command in a process of its own) with the shipped weights and nothing else said."""

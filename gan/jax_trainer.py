@@ -56,6 +56,19 @@ def check_supported(config: GANConfig, strategy: str = "default") -> None:
         raise ValueError("the JAX backend trains on one device: use strategy 'default'")
 
 
+def use_compilation_cache() -> None:
+    """Keep XLA's compiled programs under ``cache_dir("jax")`` (unless ``JAX_COMPILATION_CACHE_DIR``
+    names another place): a resumed run, or a second run of the same shapes, loads the training
+    block and the initialisers instead of compiling them again (22 of a tiny CPU run's 46 s)."""
+    import jax
+
+    from gan.runtime import cache_dir
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir("jax")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 # -- DiffAugment, as gan.augment does it -----------------------------------------------------------
 def diff_augment(key, x, policy: str):
     """The policy's transforms (``gan.augment``'s, with the same ranges) on images in [-1, 1]."""
@@ -147,6 +160,7 @@ class JaxTrainer:
         """Build the networks (resuming from the newest checkpoint); returns the starting step."""
         import jax
 
+        use_compilation_cache()
         o = self.options
         device = jax.devices()[0]
         hardware = (f"{cpu_model()}, {os.cpu_count()} cores (JAX)" if device.platform == "cpu"

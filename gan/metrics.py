@@ -137,8 +137,9 @@ def precision_recall(fake: np.ndarray, real: np.ndarray, k: int = 3, chunk: int 
 
 def _cache_file(key: "hashlib._Hash") -> Path:
     """The file that holds the features of a cache key."""
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatarbot" / "features"
-    return root / f"{key.hexdigest()[:24]}.npy"
+    from gan.runtime import cache_dir
+
+    return cache_dir("features") / f"{key.hexdigest()[:24]}.npy"
 
 
 def _cached(path: Path | None, compute: Callable[[], np.ndarray]) -> np.ndarray:

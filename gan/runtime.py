@@ -36,6 +36,14 @@ def tensorflow_environment(env: MutableMapping[str, str] | None = None,
     return env
 
 
+def cache_dir(kind: str) -> "Path":
+    """``$XDG_CACHE_HOME/avatarbot/<kind>`` (``~/.cache`` without it): what the project can measure or
+    compile again, kept to skip the work next time."""
+    from pathlib import Path
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avatarbot" / kind
+
+
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and probe its devices with fd 2 pointed at /dev/null (Python errors still
     surface: only the C++ runtime's notices are dropped)."""

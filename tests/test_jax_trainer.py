@@ -4,8 +4,10 @@ losses and DiffAugment transforms."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +41,8 @@ def test_jax_run_resumes_under_tensorflow_and_back_and_exports(tmp_path, image_f
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert history[-1]["step"] == 4 and "JAX" in history[-1]["hardware"]
     assert all(np.isfinite(history[-1][k]) for k in ("d_loss", "g_loss", "d_real", "d_fake"))
+    compiled = Path(os.environ["XDG_CACHE_HOME"]) / "avatarbot" / "jax"
+    assert list(compiled.glob("jit_block-*")), "the compiled training block is kept for the next run"
 
     # TensorFlow loads every variable of the JAX checkpoint (optimizer moments included) and goes on.
     options = TrainOptions.from_dict(json.loads((run / "options.json").read_text()))

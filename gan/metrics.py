@@ -75,11 +75,22 @@ def _sqrt_psd(m: np.ndarray) -> np.ndarray:
 def fid(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet Inception Distance between two (N, D) feature sets."""
     mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    r1 = _sqrt_psd(s1)
-    # Tr(sqrt(S1 S2)) = Tr(sqrt(sqrt(S1) S2 sqrt(S1))), the latter symmetric PSD: use eigh.
-    covmean_trace = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * covmean_trace)
+    if max(len(a), len(b)) <= a.shape[1]:
+        # Fewer images than dimensions: with the centred sets A and B, S1 = A'A/(n1-1) and
+        # S2 = B'B/(n2-1), the non-zero eigenvalues of S1 S2 are the squared singular values of
+        # A B'/sqrt((n1-1)(n2-1)), so Tr(sqrt(S1 S2)) is their sum: an (n1, n2) problem instead of
+        # two (D, D) eigendecompositions (5 s each for D = 2048 on 2 CPU cores).
+        ca, cb = a - mu1, b - mu2
+        n1, n2 = len(a) - 1, len(b) - 1
+        trace1, trace2 = (ca * ca).sum() / n1, (cb * cb).sum() / n2
+        covmean_trace = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(n1 * n2)
+    else:
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        r1 = _sqrt_psd(s1)
+        # Tr(sqrt(S1 S2)) = Tr(sqrt(sqrt(S1) S2 sqrt(S1))), the latter symmetric PSD: use eigh.
+        covmean_trace = np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)).sum()
+        trace1, trace2 = np.trace(s1), np.trace(s2)
+    return float(((mu1 - mu2) ** 2).sum() + trace1 + trace2 - 2 * covmean_trace)
 
 
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,

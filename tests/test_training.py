@@ -520,6 +520,23 @@ def test_kid_near_zero_for_a_folder_against_itself_and_large_against_noise(tmp_p
     assert fid(f_faces, f_faces) < 1e-3 < 100 < fid(f_faces, f_noise)
 
 
+@pytest.mark.parametrize("n_a, n_b", [(20, 30), (200, 150)])
+def test_fid_agrees_with_the_textbook_formula_for_few_and_many_images(n_a, n_b):
+    """The textbook FID (scipy's matrix square root of S1 S2), with fewer images than feature
+    dimensions (FID's shortcut through the images) and with more (through the covariances)."""
+    from scipy import linalg
+
+    from gan.metrics import fid
+
+    rng = np.random.default_rng(3)
+    a = np.abs(rng.normal(size=(n_a, 64))) * rng.uniform(0, 2, 64)
+    b = np.abs(rng.normal(0.3, 1.2, size=(n_b, 64)))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    textbook = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    assert fid(a, b) == pytest.approx(textbook, rel=1e-6)
+    assert abs(fid(a, a)) < 1e-9
+
+
 class _MeanColour:
     """A cheap feature extractor with InceptionFeatures' interface that counts its calls."""
 

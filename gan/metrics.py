@@ -48,7 +48,9 @@ class InceptionFeatures:
         self.batch_size = batch_size
         # Inception-v3 at 299x299 is slow on a CPU (minutes per thousand images): show how far it is.
         self.progress = progress
-        self._call = tf.function(self._features, reduce_retracing=True)
+        # One graph for every batch and image size: a quality gate measures batches of several sizes,
+        # and each new shape traced Inception again (the same features either way).
+        self._call = tf.function(self._features, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
 
     def _features(self, images: tf.Tensor) -> tf.Tensor:
         x = tf.image.resize(tf.cast(images, tf.float32), (299, 299), method="bilinear")

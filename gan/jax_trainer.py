@@ -59,7 +59,7 @@ def check_supported(config: GANConfig, strategy: str = "default") -> None:
 def use_compilation_cache() -> None:
     """Keep XLA's compiled programs under ``cache_dir("jax")`` (unless ``JAX_COMPILATION_CACHE_DIR``
     names another place): a resumed run, or a second run of the same shapes, loads the training
-    block and the initialisers instead of compiling them again (22 of a tiny CPU run's 46 s)."""
+    block and the initialisers instead of compiling them again."""
     import jax
 
     from gan.runtime import cache_dir

@@ -12,6 +12,7 @@ import os
 import platform
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Mapping, MutableMapping
 
 
@@ -36,11 +37,9 @@ def tensorflow_environment(env: MutableMapping[str, str] | None = None,
     return env
 
 
-def cache_dir(kind: str) -> "Path":
+def cache_dir(kind: str) -> Path:
     """``$XDG_CACHE_HOME/avatarbot/<kind>`` (``~/.cache`` without it): what the project can measure or
     compile again, kept to skip the work next time."""
-    from pathlib import Path
-
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avatarbot" / kind
 
 
@@ -64,8 +63,6 @@ def start_tensorflow_quietly() -> None:
 
 def _cpuinfo() -> str:
     """The text of /proc/cpuinfo, or "" where there is none (not Linux)."""
-    from pathlib import Path
-
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:

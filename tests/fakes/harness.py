@@ -34,8 +34,8 @@ class BotProcess:
                  **settings: object) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "TELEGRAM_"))}
         # UPSCALE_SIZE 256: the Upscale button's networks then stop at Real-CUGAN 4x, and the bot starts
-        # without warming up the 2x stage (about 8 s of CPU on 2 AVX2 cores); the tests that press
-        # Upscale ask for 512.
+        # without warming up the 2x stage (seconds of CPU at each start); the tests that press Upscale
+        # ask for 512.
         env.update(WEIGHTS_DIR=str(weights), DEFAULT_STYLE="default", LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1",
                    TF_CPP_MIN_LOG_LEVEL="2", USER_COOLDOWN_S="0", UPSCALE_SIZE="256")
         if discord is not None:

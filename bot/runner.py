@@ -29,7 +29,7 @@ import sys
 
 from bot.config import Settings
 from bot.instance import InstanceLock, InstanceLockError
-from gan.runtime import CLIError
+from gan.runtime import CLIError, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ def run(settings: Settings | None = None, verbose: bool = False) -> int:
     except InstanceLockError as exc:
         raise CLIError(str(exc)) from None
     from bot.logs import configure_logging
-    from gan.runtime import start_tensorflow_quietly
 
     with lock:  # held for the life of the bot
         if not verbose:  # -v shows TensorFlow's own start-up notices

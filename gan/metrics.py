@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from gan.runtime import cache_dir
+
 log = logging.getLogger(__name__)
 
 FEATURE_DIM = 2048
@@ -150,8 +152,6 @@ def precision_recall(fake: np.ndarray, real: np.ndarray, k: int = 3, chunk: int 
 
 def _cache_file(key: "hashlib._Hash") -> Path:
     """The file that holds the features of a cache key."""
-    from gan.runtime import cache_dir
-
     return cache_dir("features") / f"{key.hexdigest()[:24]}.npy"
 
 

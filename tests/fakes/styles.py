@@ -25,21 +25,15 @@ def make_tiny_styles(root: Path, names: tuple[str, ...] = ("default",)) -> Path:
 
 def make_tiny_upscaler(folder: Path, scale: int) -> Path:
     """Write an upscaler folder holding the real student architecture at 4 channels, random weights."""
-    import json
-
     import keras
 
     from gan.student import StudentConfig, build_student
-    from gan.styles import float32_policy, sha256_file
-    from gan.upscalers import UPSCALER_FILE, WEIGHTS_FILE
+    from gan.styles import float32_policy
+    from gan.upscalers import write_upscaler
 
     config = StudentConfig(channels=4, blocks=0, scale=scale)
     keras.utils.set_random_seed(scale)
     with float32_policy():
         student = build_student(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    student.save_weights(folder / WEIGHTS_FILE)
-    meta = {"format": 1, "kind": "student", "name": folder.name, "scale": scale, "config": config.to_dict(),
-            "weights_sha256": sha256_file(folder / WEIGHTS_FILE)}
-    (folder / UPSCALER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_upscaler(folder, student, "student", scale, config=config.to_dict())
     return folder

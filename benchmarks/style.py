@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=200, help="size of the style set")
     p.add_argument("--look", choices=sorted(LOOKS), default="manga")
     p.add_argument("--steps", type=int, default=FEW_SHOT.steps, help="step budget (default: the bot's default)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=FEW_SHOT.batch_size,
+                   help="pictures a step (default: the bot's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="override a fine-tuning model setting, e.g. --set g_anchor=0 (see gan.config)")
     p.add_argument("--default-style", type=Path, default=REPO / "weights" / "default",

@@ -72,6 +72,9 @@ class GANConfig:
     # logit with respect to the real images, which keeps a discriminator fed a small set from
     # carving sharp ridges around each picture. 0 turns it off.
     d_r1: float = 0.0
+    # Lazy R1: the penalty on every N-th step only, at N times the weight (StyleGAN2's lazy
+    # regularisation), which spares most of its cost. 1: on every step.
+    d_r1_every: int = 1
     # Few-shot fine-tuning: weight of a loss that matches the colour histogram of each generated batch
     # to that of the real batch (gan.losses.colour_histogram_distance), so a style's tones come out
     # in the pictures' proportions. 0 turns it off.
@@ -93,6 +96,8 @@ class GANConfig:
             raise ValueError("only 64x64 images are supported")
         if self.g_anchor < 0 or self.d_r1 < 0 or self.g_hist < 0:
             raise ValueError("g_anchor, d_r1 and g_hist must be at least 0")
+        if self.d_r1_every < 1:
+            raise ValueError("d_r1_every must be at least 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.d_frozen_layers <= 4:

@@ -241,7 +241,8 @@ class JaxTrainer:
         G, D = n.generator, n.discriminator
         size, margin, batch = c.image_size, o.crop_margin, o.batch_size
         g_lr_i, d_lr_i = _lr_index(n.g_optimizer), _lr_index(n.d_optimizer)
-        policy, r1_weight, decay = c.diffaugment, c.d_r1, c.ema_decay
+        policy, r1_weight, r1_every, decay = c.diffaugment, c.d_r1, c.d_r1_every, c.ema_decay
+        d_iter = next(i for i, v in enumerate(n.d_optimizer.variables) if v is n.d_optimizer.iterations)
         d_training = c.d_batch_stats
         d_loss_fn, g_loss_fn = _losses(c.loss)
 
@@ -257,7 +258,7 @@ class JaxTrainer:
             x = jnp.where(flip, x[:, :, ::-1], x)
             return x / 127.5 - 1.0
 
-        def losses(g_t, d_t, g_n, d_n, real, key):
+        def losses(g_t, d_t, g_n, d_n, real, key, r1_due):
             k_z, k_ar, k_af = jax.random.split(key, 3)
             z = jax.random.normal(k_z, (batch, c.latent_dim))
             fake, g_n = G.stateless_call(g_t, g_n, z, training=True)
@@ -268,12 +269,20 @@ class JaxTrainer:
                 logits, d_n = D.stateless_call(d_t, d_n, x, training=d_training)
                 return jnp.sum(logits), (logits, d_n)
 
-            if r1_weight > 0:  # gamma/2 |grad_x D(x)|^2 on the (augmented) real batch
-                slopes, (real_logits, d_n) = jax.grad(real_logit_sum, has_aux=True)(real_in, d_n)
-                r1 = 0.5 * r1_weight * jnp.sum(jnp.square(slopes), axis=(1, 2, 3))
-            else:
-                _, (real_logits, d_n) = real_logit_sum(real_in, d_n)
-                r1 = 0.0
+            def penalised(d_n):  # gamma/2 |grad_x D(x)|^2 on the (augmented) real batch
+                slopes, (logits, d_n) = jax.grad(real_logit_sum, has_aux=True)(real_in, d_n)
+                return logits, d_n, 0.5 * r1_weight * r1_every * jnp.sum(jnp.square(slopes), axis=(1, 2, 3))
+
+            def plain(d_n):
+                _, (logits, d_n) = real_logit_sum(real_in, d_n)
+                return logits, d_n, jnp.zeros((batch,), logits.dtype)
+
+            if r1_weight <= 0:
+                real_logits, d_n, r1 = plain(d_n)
+            elif r1_every == 1:
+                real_logits, d_n, r1 = penalised(d_n)
+            else:  # lazy, as GAN._real_logits_and_r1
+                real_logits, d_n, r1 = jax.lax.cond(r1_due, penalised, plain, d_n)
             fake_logits, d_n = D.stateless_call(d_t, d_n, fake_in, training=d_training)
             d_per_example = d_loss_fn(real_logits, fake_logits) + r1
             g_per_example = g_loss_fn(fake_logits)
@@ -284,10 +293,11 @@ class JaxTrainer:
             data, idx, key, g_lr, d_lr = xs
             k_batch, k_loss = jax.random.split(key)
             real = batch_from(data, idx, k_batch)
+            r1_due = s["d_opt"][d_iter] % r1_every == 0
             # One forward pass serves both updates, as in GAN.train_step: each loss is
             # differentiated with respect to its own network only.
             (d_loss, g_loss), pullback, (g_n, d_n, (d_real, d_fake)) = jax.vjp(
-                lambda g_t, d_t: losses(g_t, d_t, s["g_n"], s["d_n"], real, k_loss), s["g_t"], s["d_t"],
+                lambda g_t, d_t: losses(g_t, d_t, s["g_n"], s["d_n"], real, k_loss, r1_due), s["g_t"], s["d_t"],
                 has_aux=True)
             _, d_grads = pullback((jnp.ones_like(d_loss), jnp.zeros_like(g_loss)))
             g_grads, _ = pullback((jnp.zeros_like(d_loss), jnp.ones_like(g_loss)))

@@ -68,16 +68,7 @@ class GAN(keras.Model):
             real_in = diff_augment(real, policy) if policy else real
             fake_in = diff_augment(fake, policy) if policy else fake
             d_training = self.config.d_batch_stats
-            if self.config.d_r1 > 0:
-                with tf.GradientTape() as r1_tape:  # recorded by d_tape: the penalty trains D
-                    r1_tape.watch(real_in)
-                    real_logits = self.discriminator(real_in, training=d_training)
-                    logit_sum = tf.reduce_sum(real_logits)
-                slopes = r1_tape.gradient(logit_sum, real_in)
-                r1 = 0.5 * self.config.d_r1 * tf.reduce_sum(tf.square(slopes), axis=[1, 2, 3])
-            else:
-                real_logits = self.discriminator(real_in, training=d_training)
-                r1 = 0.0
+            real_logits, r1 = self._real_logits_and_r1(real_in, d_training)
             fake_logits = self.discriminator(fake_in, training=d_training)
             d_per_example = self.d_loss_fn(real_logits, fake_logits) + r1
             g_per_example = self.g_loss_fn(fake_logits)
@@ -102,6 +93,35 @@ class GAN(keras.Model):
         self.real_score_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
         self.fake_score_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         return {m.name: m.result() for m in self.metrics}
+
+    def _real_logits_and_r1(self, real_in: tf.Tensor, d_training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """D's logits on the real batch, and each example's R1 penalty (0 without one).
+
+        With ``d_r1_every`` k > 1 the penalty is lazy (Karras et al. 2020, StyleGAN2): taken on
+        every k-th step only, at k times the weight, so that its second-order gradient, the
+        dearest part of a discriminator update, is paid once in k steps."""
+        c = self.config
+        if c.d_r1 <= 0:
+            return self.discriminator(real_in, training=d_training), tf.zeros(tf.shape(real_in)[:1])
+
+        def penalised() -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as r1_tape:  # recorded by the caller's tape: the penalty trains D
+                r1_tape.watch(real_in)
+                logits = self.discriminator(real_in, training=d_training)
+                logit_sum = tf.reduce_sum(logits)
+            slopes = r1_tape.gradient(logit_sum, real_in)
+            weight = 0.5 * c.d_r1 * c.d_r1_every
+            return logits, weight * tf.reduce_sum(tf.square(slopes), axis=[1, 2, 3])
+
+        if c.d_r1_every == 1:
+            return penalised()
+
+        def plain() -> tuple[tf.Tensor, tf.Tensor]:
+            logits = self.discriminator(real_in, training=d_training)
+            return logits, tf.zeros(tf.shape(logits)[:1])
+
+        due = tf.equal(self.d_optimizer.iterations % c.d_r1_every, 0)
+        return tf.cond(due, penalised, plain)
 
     def update_ema(self) -> None:
         """Move the EMA generator towards the live one (called once per step, cross-replica)."""

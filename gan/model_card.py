@@ -76,6 +76,8 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
                   "Seeds 0-15 at truncation 1.0 (`avatarbot grid --seeds 0-15 --style "
                   f"{meta.get('name')}`).", ""]
     r1 = f"; R1 penalty on the discriminator, weight {cfg['d_r1']}" if cfg.get("d_r1") else ""
+    if r1 and cfg.get("d_r1_every", 1) > 1:
+        r1 += f" (lazy: every {cfg['d_r1_every']} steps at {cfg['d_r1_every']} times the weight)"
     parts += [
         "## Model",
         "",

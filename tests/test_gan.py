@@ -322,9 +322,11 @@ def test_same_seed_identical_pixels_in_two_processes(tiny_style, tmp_path):
     assert outs[0].std() > 0
 
 
-def test_r1_penalty_flattens_the_discriminator_around_real_images():
+@pytest.mark.parametrize("every", [1, 2])
+def test_r1_penalty_flattens_the_discriminator_around_real_images(every):
     """d_r1 adds gamma/2 * |grad_x D(x)|^2 on real images to D's loss: after a few steps from the
-    same start on the same batch, D's slope at those images is far smaller than without it."""
+    same start on the same batch, D's slope at those images is far smaller than without it. Lazy
+    (``d_r1_every`` 2: on every other step at twice the weight) it flattens D as well."""
     import tensorflow as tf
 
     from gan.model import GAN
@@ -333,7 +335,7 @@ def test_r1_penalty_flattens_the_discriminator_around_real_images():
 
     def slope_after_training(d_r1: float) -> float:
         tf.keras.utils.set_random_seed(3)
-        gan = GAN(tiny_config(d_r1=d_r1, d_lr=1e-3))
+        gan = GAN(tiny_config(d_r1=d_r1, d_r1_every=every, d_lr=1e-3))
         gan.compile()
         for _ in range(8):
             gan.train_step(real)
@@ -346,6 +348,8 @@ def test_r1_penalty_flattens_the_discriminator_around_real_images():
     assert slope_after_training(10.0) < 0.5 * slope_after_training(0.0)
     with pytest.raises(ValueError, match="d_r1"):
         tiny_config(d_r1=-1.0)
+    with pytest.raises(ValueError, match="d_r1_every"):
+        tiny_config(d_r1_every=0)
 
 
 def test_batchnorm_recalibration_reaches_the_frozen_ema_generator():
@@ -437,6 +441,8 @@ def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
     for weight in (0.0, 0.001):  # an R1 penalty is named only when the style was trained with one
         other = render_model_card({**meta, "config": {**meta["config"], "d_r1": weight}})
         assert ("R1 penalty on the discriminator, weight 0.001" in other) == (weight > 0)
+    lazy = render_model_card({**meta, "config": {**meta["config"], "d_r1": 0.05, "d_r1_every": 4}})
+    assert "weight 0.05 (lazy: every 4 steps at 4 times the weight)" in lazy
     assert "(BatchNorm statistics recalibrated at export)" in card
     style = render_model_card({**meta, "config": {**meta["config"], "g_frozen_layers": 5}})
     assert "(BatchNorm statistics recalibrated at export outside the 5 frozen blocks)" in style

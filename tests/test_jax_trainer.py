@@ -33,7 +33,7 @@ def test_jax_run_resumes_under_tensorflow_and_back_and_exports(tmp_path, image_f
 
     run = tmp_path / "run"
     out = _train(str(run), "--backend", "jax", "--data", str(image_folder), "--steps", "4", "--crop-margin", "4",
-                 "--set", "diffaugment=color,translation,cutout", "--set", "d_r1=0.01", "--lr-warmup-steps", "2", *TINY)
+                 "--set", "diffaugment=color,translation,cutout", "--set", "d_r1=0.01", "--set", "d_r1_every=2", "--lr-warmup-steps", "2", *TINY)
     assert out.returncode == 0, out.stderr
     assert "done at step 4 (16 images)" in out.stdout
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step-000000002.npz", "step-000000004.npz"]

@@ -98,7 +98,7 @@ class JobSettings:
     # kept busy by other work, where idle training would crawl.
     priority: Literal["idle", "normal"] = "idle"
     max_attempts: int = 2  # worker starts per job: a crashed worker is retried once
-    batch_size: int = 64
+    batch_size: int = FEW_SHOT.batch_size
     checkpoint_every: int = 100
     sample_every: int = 250  # steps between sample grids sent to the chat
     progress_interval_s: float = 5.0  # the worker reports progress at most this often

@@ -138,6 +138,11 @@ def _lr_index(optimizer: keras.optimizers.Optimizer) -> int:
     raise RuntimeError("the optimizer keeps no learning-rate variable")
 
 
+def _iterations_index(optimizer: keras.optimizers.Optimizer) -> int:
+    """Where the optimizer's step counter sits in its variables (and in the state's copy of them)."""
+    return next(i for i, v in enumerate(optimizer.variables) if v is optimizer.iterations)
+
+
 class JaxTrainer:
     """Runs (or resumes) the training described by ``run_dir/options.json``, as ``gan.trainer.Trainer``
     does, under Keras' JAX backend."""
@@ -204,7 +209,7 @@ class JaxTrainer:
             for value, (kind, i) in zip(values(n.ema_generator.weights), self._ema_pairs):
                 if kind == "t":
                     ema_t[i] = value
-        self._g_iter = next(i for i, v in enumerate(n.g_optimizer.variables) if v is n.g_optimizer.iterations)
+        self._g_iter = _iterations_index(n.g_optimizer)
         return {
             "g_t": values(g.trainable_variables), "g_n": values(g.non_trainable_variables),
             "d_t": values(n.discriminator.trainable_variables), "d_n": values(n.discriminator.non_trainable_variables),
@@ -242,7 +247,7 @@ class JaxTrainer:
         size, margin, batch = c.image_size, o.crop_margin, o.batch_size
         g_lr_i, d_lr_i = _lr_index(n.g_optimizer), _lr_index(n.d_optimizer)
         policy, r1_weight, r1_every, decay = c.diffaugment, c.d_r1, c.d_r1_every, c.ema_decay
-        d_iter = next(i for i, v in enumerate(n.d_optimizer.variables) if v is n.d_optimizer.iterations)
+        d_iter = _iterations_index(n.d_optimizer)
         d_training = c.d_batch_stats
         d_loss_fn, g_loss_fn = _losses(c.loss)
 

@@ -189,15 +189,11 @@ class JaxTrainer:
 
     # -- state: Keras variables <-> arrays -------------------------------------------------------
     def _pull_state(self) -> dict[str, Any]:
-        import jax.numpy as jnp
-
         n = self.nets
         g = n.generator
 
         def values(variables: list) -> list:
-            # Copies: the compiled step takes over (donates) the state's buffers, and the Keras
-            # variables must stay readable.
-            return [jnp.copy(v.value) for v in variables]
+            return [v.value for v in variables]
 
         # The EMA follows the live generator's trainable variables, paired with the EMA model's
         # weights by position (same build code, same order); its BatchNorm statistics are the live
@@ -319,7 +315,9 @@ class JaxTrainer:
         def block(s, data, idx, keys, g_lrs, d_lrs):
             return jax.lax.scan(lambda st, x: step(st, (data,) + x), s, (idx, keys, g_lrs, d_lrs))
 
-        return jax.jit(block, donate_argnums=0)
+        # No buffer donation: a Ctrl-C or SIGTERM can land after a block returns and before its result
+        # is kept, and the state from before that block must then still be whole to be checkpointed.
+        return jax.jit(block)
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> Path:

@@ -74,6 +74,48 @@ def test_jax_run_resumes_under_tensorflow_and_back_and_exports(tmp_path, image_f
     assert images.shape == (2, 64, 64, 3) and images.std() > 0
 
 
+# Raises Ctrl-C just after the third compiled block returns, before the trainer keeps its result: where
+# a signal lands when the accelerator runs ahead of Python.
+_INTERRUPT_AS_A_BLOCK_RETURNS = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import gan.jax_trainer as jt
+
+make_block = jt.JaxTrainer._make_block
+
+def interrupted_after_third_block(self):
+    block, calls = make_block(self), []
+
+    def run(*args):
+        result = block(*args)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return result
+    return run
+
+jt.JaxTrainer._make_block = interrupted_after_third_block
+from training.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_interrupt_as_a_block_returns_loses_nothing_saved(tmp_path, image_folder):
+    from gan import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-c", _INTERRUPT_AS_A_BLOCK_RETURNS, "train", str(run), "--backend", "jax",
+                          "--data", str(image_folder), "--steps", "8", "--crop-margin", "0", *TINY],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # The third block's result never reached the trainer: the state before it is still whole and saved.
+    assert "interrupted at step 4 (16 images)" in out.stdout
+    assert ckpt.checkpoint_step(ckpt.latest_checkpoint(run / "checkpoints")) == 4
+    out = _train(str(run), "--backend", "jax", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "done at step 8" in out.stdout
+
+
 def test_jax_backend_refuses_what_it_cannot_train(tmp_path, image_folder):
     out = _train(str(tmp_path / "run"), "--backend", "jax", "--data", str(image_folder), "--preset", "seed", *TINY)
     assert out.returncode == 2

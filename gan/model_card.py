@@ -60,7 +60,30 @@ def truncation_section(meta: dict[str, Any], grid_image: str = "truncation.png")
             f"`{found['command']}`.", "", truncation_table(found["results"], chosen), "",
             f"![the same seeds at each truncation]({grid_image})", "",
             "Rows from top: truncation " + ", ".join(f"{r['truncation']:g}" for r in sorted(
-                found["results"], key=lambda r: -r["truncation"])) + "; columns: seeds 0-7."]
+                found["results"], key=lambda r: -r["truncation"])) + "; columns: seeds 0-7.",
+            *_truncation_reading(found["results"], chosen, meta.get("metrics", {}))]
+
+
+def _truncation_reading(results: list[dict], chosen: float, metrics: dict[str, Any]) -> list[str]:
+    """What the study's table says, in words: the trend from the highest truncation to the lowest, and
+    how its FID (over fewer generated images) relates to the headline figure."""
+    rows = sorted(results, key=lambda r: -r["truncation"])
+    if len(rows) < 2:
+        return []
+    top, low = rows[0], rows[-1]
+
+    def change(key: str, digits: int) -> str:
+        return f"{key} {top[key]:.{digits}f} to {low[key]:.{digits}f}"
+
+    text = (f"From truncation {top['truncation']:g} to {low['truncation']:g}: {change('precision', 3)}, "
+            f"{change('recall', 3)}, FID {top['fid']:.1f} to {low['fid']:.1f}; the rule keeps {chosen:g}.")
+    same = next((r for r in rows if r["truncation"] == metrics.get("truncation")), None)
+    if same is not None and metrics.get("fid") is not None and metrics.get("num_fake") != same["num_fake"]:
+        text += (f" FID here is over {same['num_fake']:,} generated images, so it reads higher than over "
+                 f"{metrics['num_fake']:,} for the same generator ({same['fid']:.1f} against "
+                 f"{metrics['fid']:.1f} at truncation {same['truncation']:g}): compare the rows with each "
+                 "other, not with the figure above.")
+    return ["", text]
 
 
 def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[dict] | None = None,

@@ -448,6 +448,24 @@ def test_model_card_of_the_shipped_style_states_its_settings_and_scores():
     assert "(BatchNorm statistics recalibrated at export outside the 5 frozen blocks)" in style
 
 
+def test_model_card_reads_the_truncation_study_against_the_headline_fid():
+    from gan.model_card import render_model_card
+
+    meta = json.loads((REPO / "weights" / "default" / "style.json").read_text())
+    rows = [{"truncation": t, "fid": fid, "kid": 0.03, "precision": p, "recall": r, "num_fake": 4000,
+             "num_real": 10000} for t, fid, p, r in ((1.0, 31.0, 0.61, 0.16), (0.8, 35.0, 0.65, 0.14))]
+    meta.update(truncation=1.0, truncation_study={"command": "avatarbot-train truncation", "real": "faces",
+                                                  "rule": "the rule", "results": rows},
+                metrics={**meta["metrics"], "fid": 29.5, "num_fake": 10000, "truncation": 1.0})
+    card = render_model_card(meta)
+    assert "From truncation 1 to 0.8: precision 0.610 to 0.650, recall 0.160 to 0.140, FID 31.0 to 35.0; " \
+           "the rule keeps 1." in card
+    assert "over 4,000 generated images, so it reads higher than over 10,000 for the same generator " \
+           "(31.0 against 29.5 at truncation 1)" in card
+    meta["metrics"]["num_fake"] = 4000  # the headline figure over as many faces: nothing to explain
+    assert "reads higher" not in render_model_card(meta)
+
+
 def test_wall_time_counts_checkpoint_pauses_but_not_breaks_between_sessions(tmp_path):
     from gan.rundir import RunDir
 

@@ -280,11 +280,12 @@ def test_export_names_the_style_in_other_languages_and_refuses_a_malformed_one(t
     Trainer(run, _options(image_folder, steps=1), progress_bar=False).run()
     weights = tmp_path / "weights"
     done = train_cli("export", str(run), "--name", "ink", "--weights-dir", str(weights),
-                     "--description", "Ink faces", "--description-in", "ja=墨の顔", "--description-in", "zh=水墨头像")
+                     "--description", "Ink faces", "--description-in", "ja=墨の顔", "--description-in", "zh=水墨头像",
+                     "--description-in", "zh_Hant=水墨頭像")
     assert done.returncode == 0, done.stderr
     info = read_style(weights / "ink")
-    assert (info.description(), info.description("ja"), info.description("zh"), info.description("ko")) == (
-        "Ink faces", "墨の顔", "水墨头像", "Ink faces")
+    assert (info.description(), info.description("ja"), info.description("zh"), info.description("zh_Hant"),
+            info.description("ko")) == ("Ink faces", "墨の顔", "水墨头像", "水墨頭像", "Ink faces")
     refused = train_cli("export", str(run), "--name", "ink2", "--weights-dir", str(weights), "--description-in", "墨の顔")
     assert refused.returncode == 2 and "expected LANG=TEXT" in refused.stderr
     assert not (weights / "ink2").exists()
@@ -753,6 +754,7 @@ def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli
 
     card = render_model_card(info.meta)
     assert "### Truncation" in card and "truncation.png" in card
+    assert f"the rule keeps {info.default_truncation:g}." in card
     meta = json.loads((style / "style.json").read_text())
     meta["truncation"] = 3
     (style / "style.json").write_text(json.dumps(meta))

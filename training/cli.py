@@ -44,10 +44,12 @@ def _model_overrides(pairs: list[str]) -> dict:
 
 
 def _translation(value: str) -> tuple[str, str]:
-    """``LANG=TEXT`` (``--description-in``): a language code such as ``ja`` or ``zh``, and the text."""
+    """``LANG=TEXT`` (``--description-in``): a language code such as ``ja``, ``zh`` or ``zh_Hant`` (a
+    script after the language, as the bot's catalogues name them), and the text."""
     language, sep, text = value.partition("=")
-    if not sep or not re.fullmatch(r"[a-z]{2,3}", language) or not text.strip():
-        raise argparse.ArgumentTypeError(f"expected LANG=TEXT with a language code such as ja, got {value!r}")
+    if not sep or not re.fullmatch(r"[a-z]{2,3}(_[A-Z][a-z]{3})?", language) or not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected LANG=TEXT with a language code such as ja or zh_Hant, got {value!r}")
     return language, text.strip()
 
 
@@ -420,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--metrics", help="evaluate's JSON output to record in style.json")
     x.add_argument("--description", default="", help="one line for style.json and the model card")
     x.add_argument("--description-in", action="append", default=[], type=_translation, metavar="LANG=TEXT",
-                   help="the line in another language, shown to chat users in it (e.g. ja=...); repeatable")
+                   help="the line in another language, shown to chat users in it (e.g. ja=..., zh_Hant=...); repeatable")
     x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
     x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
     x.set_defaults(func=cmd_export)

@@ -747,7 +747,8 @@ def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli
     study = info.meta["truncation_study"]
     assert [r["truncation"] for r in study["results"]] == [1.0, 0.5]
     assert all(0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["fid"] > 0 for r in study["results"])
-    assert info.default_truncation in (1.0, 0.5) and "avatarbot-train truncation" in study["command"]
+    assert info.default_truncation in (1.0, 0.5) and study["command"].startswith("avatarbot-train truncation")
+    assert f"--inception-weights {INCEPTION_WEIGHTS} --write" in study["command"], "the command reproduces the study"
     with Image.open(style / "truncation.png") as grid:
         assert grid.height < grid.width / 3, "one row per truncation, eight seeds each"
     from gan.model_card import render_model_card

@@ -208,9 +208,10 @@ def cmd_truncation(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps({"results": results, "chosen": chosen}, indent=2) + "\n")
     if args.write:
+        weights = ["--inception-weights", str(args.inception_weights)] if args.inception_weights else []
         command = " ".join(["avatarbot-train truncation", str(args.style), "--real", str(args.real),
                             "--values", args.values, "--num-fake", str(args.num_fake),
-                            "--num-real", str(args.num_real)])
+                            "--num-real", str(args.num_real), *weights, "--write"])
         print(f"recorded in {record(args.style, results, chosen, args.real, command)}")
     return 0
 

@@ -35,7 +35,7 @@ FEW_SHOT = FineTuneRecipe(
     # generator EMA, the job's own learning rates and a lazy R1 penalty on the discriminator.
     model_overrides=MappingProxyType({
         "diffaugment": "color,translation,cutout", "ema_decay": 0.99, "d_frozen_layers": 0,
-        "g_frozen_layers": 5, "g_head": 32, "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 3e-4, "d_r1": 0.05,
+        "g_frozen_layers": 5, "g_head": 32, "g_anchor": 0.0, "g_lr": 1e-4, "d_lr": 5e-4, "d_r1": 0.05,
         "d_r1_every": 4}),
     # A palette head of 8 colours and a colour-histogram loss.
     flat_colour_overrides=MappingProxyType({"g_palette": 8, "g_hist": 5.0}),

@@ -6,9 +6,10 @@ linear one-vs-rest classifier on the latents, kept as its unit normal ``n`` and 
 that ``n . z + b`` is the signed distance of a latent from the classifier's boundary, plus:
 
 * ``target``: how far past its boundary an edit brings a latent, calibrated per colour when fitting;
-* ``steer``: the unit direction a latent moves along for that classifier. For hair it is the
-  normal itself; for eyes it is the eye normal with every hair normal projected out, so that an
-  eye edit leaves all hair scores as they were (and a hair edit made first stays made).
+* ``steer``: the unit direction a latent moves along for that classifier: its normal with every
+  normal of the other kind projected out, so that a hair edit leaves all eye scores as they were
+  and an eye edit all hair scores (a hair edit made first stays made). Styles fitted before this
+  rule steer hair along the hair normals themselves; ``_Move`` handles both.
 
 The rule, for ``hair`` first and then ``eyes``: the latent moves by the smallest combination of
 steering directions after which the asked colour's distance is at least its target and every other

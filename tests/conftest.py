@@ -149,7 +149,7 @@ def coloured_style(tiny_style, tmp_path_factory) -> Path:
 
     from gan.colours import EYE_COLOURS, HAIR_COLOURS
     from gan.edits import Directions
-    from training.directions import project_out, record
+    from training.directions import record, steering
 
     root = tmp_path_factory.mktemp("coloured")
     shutil.copytree(tiny_style / "default", root / "default")
@@ -161,6 +161,6 @@ def coloured_style(tiny_style, tmp_path_factory) -> Path:
         colours={"hair": HAIR_COLOURS, "eyes": EYE_COLOURS}, normals={"hair": hair, "eyes": eyes},
         offsets={"hair": np.full(len(hair), -0.5), "eyes": np.full(len(eyes), -0.5)},
         targets={"hair": np.full(len(hair), 1.0), "eyes": np.full(len(eyes), 1.5)},
-        steer={"hair": hair, "eyes": project_out(eyes, hair)})
+        steer=steering(hair, eyes))
     record(root / "default", directions, {"samples": 0}, "avatarbot-train directions (test)")
     return root

@@ -1,10 +1,18 @@
-"""``MODEL_CARD.md`` for a style folder, written from its ``style.json`` (and optional extra notes)."""
+"""``MODEL_CARD.md`` for a style folder: drawn from its ``style.json``, followed by notes written by hand.
+
+The two parts are split by ``NOTES_MARKER``, so the drawn part can be redrawn whenever ``style.json``
+changes (new metrics, a truncation study) while the notes (data provenance, how it was trained, what
+was measured beside it) stay as they are.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+NOTES_MARKER = ("<!-- Above: drawn from style.json by gan/model_card.py (avatarbot-train card STYLE redraws it). "
+                "Below: notes written by hand, kept when it is redrawn. -->")
 
 
 def _recalibration(cfg: dict) -> str:
@@ -86,9 +94,9 @@ def _truncation_reading(results: list[dict], chosen: float, metrics: dict[str, A
     return ["", text]
 
 
-def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[dict] | None = None,
-                      sample_image: str | None = "samples.png") -> str:
-    """The model card text for a style described by ``meta`` (the parsed ``style.json``)."""
+def render_model_card(meta: dict[str, Any], notes: str = "", sample_image: str | None = "samples.png") -> str:
+    """The model card text for a style described by ``meta`` (the parsed ``style.json``; its
+    ``comparison`` rows, when present, become the presets table), then ``notes``."""
     cfg, tr, m = meta.get("config", {}), meta.get("training", {}), meta.get("metrics", {})
     wall = tr.get("wall_time_s")
     parts = [f"# Style `{meta.get('name')}`", ""]
@@ -133,18 +141,35 @@ def render_model_card(meta: dict[str, Any], notes: str = "", comparison: list[di
     else:
         parts.append("- Not evaluated.")
     parts += truncation_section(meta)
-    if comparison:
-        parts += ["", "### Presets side by side", "", comparison_table(comparison)]
+    if meta.get("comparison"):
+        parts += ["", "### Presets side by side", "", comparison_table(meta["comparison"])]
+    parts += ["", NOTES_MARKER]
     if notes:
         parts += ["", notes.strip()]
     return "\n".join(parts) + "\n"
 
 
-def write_model_card(folder: str | Path, notes: str = "", comparison: list[dict] | None = None) -> Path:
-    """Write ``folder/MODEL_CARD.md`` from the folder's ``style.json``."""
+def card_notes(text: str) -> str | None:
+    """The notes of a card written by ``render_model_card`` (what follows ``NOTES_MARKER``), or None
+    for a card without the marker."""
+    head, found, notes = text.partition(NOTES_MARKER)
+    return notes.strip() if found else None
+
+
+def write_model_card(folder: str | Path, notes: str | None = None) -> Path:
+    """Write ``folder/MODEL_CARD.md`` from the folder's ``style.json``, followed by ``notes``; with
+    ``notes`` None, the notes of the card already there are kept (``ValueError`` when that card has
+    no ``NOTES_MARKER``: it would be lost)."""
     folder = Path(folder)
     meta = json.loads((folder / "style.json").read_text())
     sample = "samples.png" if (folder / "samples.png").exists() else None
     path = folder / "MODEL_CARD.md"
-    path.write_text(render_model_card(meta, notes, comparison, sample))
+    if notes is None:
+        notes = card_notes(path.read_text()) if path.exists() else ""
+        if notes is None:
+            raise ValueError(f"{path} has no notes marker, so its hand-written part cannot be told apart; "
+                             "give the notes to keep")
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render_model_card(meta, notes, sample))
+    tmp.replace(path)
     return path

@@ -243,6 +243,17 @@ def _load_base_generator(generator: keras.Model, info: StyleInfo) -> None:
         target.set_weights(source.get_weights())
 
 
+def update_style_json(folder: str | os.PathLike, **changes: Any) -> dict:
+    """Set top-level entries of a style folder's ``style.json`` (atomically; the weights and their
+    hashes untouched) and return the new contents."""
+    path = Path(folder) / "style.json"
+    meta = {**json.loads(path.read_text()), **changes}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return meta
+
+
 def list_styles(root: str | os.PathLike) -> list[StyleInfo]:
     """Every valid style under ``root`` (hashes unchecked, for speed); broken ones are logged."""
     root = Path(root)
@@ -269,7 +280,8 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
     languages, by language code (shown to chat users in their language).
 
     Besides the weights and ``style.json`` it holds ``samples.png`` (seeds 0-15) and
-    ``MODEL_CARD.md`` (with ``notes`` and a preset ``comparison`` table when given).
+    ``MODEL_CARD.md`` (with ``notes`` and a preset ``comparison`` table when given; the comparison
+    rows are kept in ``style.json``, so a redrawn card keeps the table).
 
     An existing folder of the same name is replaced only once the new one is complete.
     """
@@ -295,10 +307,11 @@ def write_style(folder: str | os.PathLike, name: str, config: GANConfig, generat
             "weights": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
             "training": training or {},
             "metrics": metrics or {},
+            **({"comparison": list(comparison)} if comparison else {}),
         }
         (tmp / "style.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _sample_grid(generator, config).save(tmp / "samples.png")
-        write_model_card(tmp, notes, comparison)
+        write_model_card(tmp, notes)
         backup = None
         if folder.exists():
             backup = folder.with_name(f".{name}-old")

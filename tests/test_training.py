@@ -729,6 +729,20 @@ def test_the_chosen_truncation_never_has_lower_precision_than_truncation_one():
     assert choose_truncation(rows[:1]) == 1.0
 
 
+def test_a_model_card_without_the_notes_marker_is_not_redrawn_over_its_notes(train_cli, tmp_path, tiny_style):
+    style = tmp_path / "default"
+    shutil.copytree(tiny_style / "default", style)
+    old_card = "# Style `default`\n\nNotes written before the marker existed.\n"
+    (style / "MODEL_CARD.md").write_text(old_card)
+    out = train_cli("card", str(style))
+    assert out.returncode == 2 and "has no notes marker" in out.stderr and "Traceback" not in out.stderr
+    assert (style / "MODEL_CARD.md").read_text() == old_card
+    (tmp_path / "bad.json").write_text('{"preset": "not a list"}')
+    out = train_cli("card", str(style), "--notes", str(tmp_path / "bad.json"), "--comparison", str(tmp_path / "bad.json"))
+    assert out.returncode == 2 and "expected a JSON list" in out.stderr
+    assert (style / "MODEL_CARD.md").read_text() == old_card and "comparison" not in (style / "style.json").read_text()
+
+
 @pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
 def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli, tmp_path, tiny_style,
                                                                        image_folder):
@@ -738,6 +752,12 @@ def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli
 
     style = tmp_path / "default"
     shutil.copytree(tiny_style / "default", style)
+    (tmp_path / "notes.md").write_text("## Data\n\nWhere the faces came from.\n")
+    (tmp_path / "presets.json").write_text(json.dumps([{"preset": "wide D", "images_seen": 64000, "fid": 48.2,
+                                                        "kid": 0.0327}]))
+    out = train_cli("card", str(style), "--notes", str(tmp_path / "notes.md"), "--comparison",
+                    str(tmp_path / "presets.json"))
+    assert out.returncode == 0, out.stderr
     out = train_cli("truncation", str(style), "--real", str(image_folder), "--values", "1,0.5", "--num-fake", "20",
                     "--num-real", "20", "--batch-size", "20", "--inception-weights", str(INCEPTION_WEIGHTS),
                     "--write", "--no-progress")
@@ -751,11 +771,10 @@ def test_truncation_study_records_the_default_that_the_style_then_uses(train_cli
     assert f"--inception-weights {INCEPTION_WEIGHTS} --write" in study["command"], "the command reproduces the study"
     with Image.open(style / "truncation.png") as grid:
         assert grid.height < grid.width / 3, "one row per truncation, eight seeds each"
-    from gan.model_card import render_model_card
-
-    card = render_model_card(info.meta)
+    card = (style / "MODEL_CARD.md").read_text()  # redrawn by --write, its notes and presets table kept
     assert "### Truncation" in card and "truncation.png" in card
     assert f"the rule keeps {info.default_truncation:g}." in card
+    assert card.rstrip().endswith("Where the faces came from.") and "| wide D | 64,000 | n/a | 48.2 | 32.7 |" in card
     meta = json.loads((style / "style.json").read_text())
     meta["truncation"] = 3
     (style / "style.json").write_text(json.dumps(meta))

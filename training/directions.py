@@ -25,7 +25,6 @@ In the manner of InterFaceGAN (Shen et al. 2020):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -244,15 +243,13 @@ def record(style: str | os.PathLike, directions: Directions, report: dict, comma
     """Write ``directions.npz`` into the style folder and describe it in ``style.json``; then draw
     the grid of edits (``colours.png``). Returns the grid's path."""
     from gan.inference import AvatarGenerator
-    from gan.styles import sha256_file
+    from gan.styles import sha256_file, update_style_json
 
     folder = Path(style)
     tmp = folder / f".{DIRECTIONS_FILE}.tmp"
     save_directions(tmp, directions)
     os.replace(tmp, folder / DIRECTIONS_FILE)
-    path = folder / "style.json"
-    meta = json.loads(path.read_text())
-    meta["directions"] = {
+    update_style_json(folder, directions={
         "file": DIRECTIONS_FILE,
         "sha256": sha256_file(folder / DIRECTIONS_FILE),
         "bytes": (folder / DIRECTIONS_FILE).stat().st_size,
@@ -263,10 +260,7 @@ def record(style: str | os.PathLike, directions: Directions, report: dict, comma
                                            for kind in KINDS}},
         "fit": report,
         "command": command,
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    })
     grid_path = folder / GRID_FILE
     colour_grid(AvatarGenerator.load(folder)).save(grid_path, optimize=True)
     return grid_path

@@ -254,6 +254,20 @@ def update_style_json(folder: str | os.PathLike, **changes: Any) -> dict:
     return meta
 
 
+def record_in_style(folder: str | os.PathLike, **changes: Any) -> Path | None:
+    """``update_style_json``, then redraw the folder's ``MODEL_CARD.md`` with its notes kept. Returns
+    the card, or None when there is none or it predates the notes marker (left alone, with a warning)."""
+    update_style_json(folder, **changes)
+    card = Path(folder) / "MODEL_CARD.md"
+    if not card.exists():
+        return None
+    try:
+        return write_model_card(folder)
+    except ValueError as exc:
+        log.warning("model card not redrawn: %s", exc)
+        return None
+
+
 def list_styles(root: str | os.PathLike) -> list[StyleInfo]:
     """Every valid style under ``root`` (hashes unchecked, for speed); broken ones are logged."""
     root = Path(root)

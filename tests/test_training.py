@@ -611,6 +611,22 @@ def test_evaluate_cli_reports_fid_and_kid_of_a_style(tmp_path, tiny_style, image
     assert "real features" in out.stderr, "a fresh cache measures the real images too"
 
 
+@pytest.mark.skipif(not INCEPTION_WEIGHTS.exists(), reason="shared Inception weights not present")
+def test_evaluate_write_records_the_figures_in_the_style_and_its_card(train_cli, tmp_path, tiny_style,
+                                                                      image_folder):
+    style = tmp_path / "default"
+    shutil.copytree(tiny_style / "default", style)
+    args = ["--real", str(image_folder), "--num-fake", "20", "--num-real", "20", "--batch-size", "10",
+            "--inception-weights", str(INCEPTION_WEIGHTS), "--write", "--no-progress"]
+    out = train_cli("evaluate", str(style), *args)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((style / "style.json").read_text())["metrics"]
+    assert metrics["num_fake"] == 20 and metrics["fid"] > 0
+    assert f"FID **{metrics['fid']:.1f}**" in (style / "MODEL_CARD.md").read_text()
+    out = train_cli("evaluate", str(tmp_path / "not-a-style"), *args)
+    assert out.returncode == 2 and "not one (export the run first)" in out.stderr
+
+
 def test_augmentation_is_an_exact_crop_and_flip_of_the_source():
     from gan.data import make_dataset
 

@@ -173,6 +173,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gan.metrics import evaluate_generator_folder
 
+    if args.write and not (Path(args.style) / "style.json").is_file():
+        raise CLIError(f"--write records the figures in a style folder's style.json; {args.style} is not one "
+                       "(export the run first)")
     try:
         result = evaluate_generator_folder(args.style, args.real, n_fake=args.num_fake, n_real=args.num_real,
                                            inception_weights=args.inception_weights,
@@ -184,6 +187,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
+    if args.write:
+        from gan.styles import record_in_style
+
+        card = record_in_style(args.style, metrics=result)
+        print(f"recorded in {Path(args.style) / 'style.json'}" + (f"; redrew {card}" if card else ""))
     return 0
 
 
@@ -237,12 +245,19 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from gan.model_card import write_model_card
+    from gan.model_card import card_notes, write_model_card
     from gan.styles import StyleError, read_style, update_style_json
 
     try:
         read_style(args.style, verify_hashes=False)
-        notes = Path(args.notes).read_text() if args.notes else None
+        card = Path(args.style) / "MODEL_CARD.md"
+        if args.notes:
+            notes = Path(args.notes).read_text()
+        else:  # checked before style.json changes, so a refused card leaves the folder as it was
+            notes = card_notes(card.read_text()) if card.exists() else ""
+            if notes is None:
+                raise ValueError(f"{card} has no notes marker, so its hand-written part cannot be told apart; "
+                                 "give the notes to keep with --notes")
         if args.comparison:
             rows = json.loads(Path(args.comparison).read_text())
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -406,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inception-weights", help="local InceptionV3 no-top weights (.h5); "
                                                "without it Keras downloads the ImageNet weights")
     e.add_argument("-o", "--output", help="also write the result JSON here")
+    e.add_argument("--write", action="store_true",
+                   help="record the figures in the style folder's style.json (its metrics) and redraw its model card")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.model_card import write_model_card
-from gan.styles import update_style_json
+from gan.styles import record_in_style
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +69,8 @@ def study_grid(style: str | os.PathLike, truncations: list[float], seeds: list[i
 
 def record(style: str | os.PathLike, results: list[dict], chosen: float, real: str, command: str) -> Path:
     """Write the chosen default and the study into the style's ``style.json`` (weights untouched), and
-    redraw its model card's study section (the card's notes kept)."""
-    folder = Path(style)
-    update_style_json(folder, truncation=chosen, truncation_study={
+    redraw its model card (the card's notes kept)."""
+    record_in_style(style, truncation=chosen, truncation_study={
         "results": results, "real": str(real), "command": command,
         "rule": "lowest FID among truncations with precision >= precision at 1.0"})
-    if (folder / "MODEL_CARD.md").exists():
-        try:
-            write_model_card(folder)
-        except ValueError as exc:  # a card from before the notes marker: left for a person to redo
-            log.warning("model card not redrawn: %s", exc)
-    return folder / "style.json"
+    return Path(style) / "style.json"

@@ -152,8 +152,19 @@ def render_model_card(meta: dict[str, Any], notes: str = "", sample_image: str |
 def card_notes(text: str) -> str | None:
     """The notes of a card written by ``render_model_card`` (what follows ``NOTES_MARKER``), or None
     for a card without the marker."""
-    head, found, notes = text.partition(NOTES_MARKER)
+    _, found, notes = text.partition(NOTES_MARKER)
     return notes.strip() if found else None
+
+
+def kept_notes(folder: str | Path) -> str:
+    """The notes of ``folder/MODEL_CARD.md`` ("" without a card); ``ValueError`` for a card without
+    ``NOTES_MARKER``, whose hand-written part cannot be told apart from the drawn one."""
+    path = Path(folder) / "MODEL_CARD.md"
+    notes = card_notes(path.read_text()) if path.exists() else ""
+    if notes is None:
+        raise ValueError(f"{path} has no notes marker, so its hand-written part cannot be told apart; "
+                         "give the notes to keep (avatarbot-train card STYLE --notes FILE)")
+    return notes
 
 
 def write_model_card(folder: str | Path, notes: str | None = None) -> Path:
@@ -165,10 +176,7 @@ def write_model_card(folder: str | Path, notes: str | None = None) -> Path:
     sample = "samples.png" if (folder / "samples.png").exists() else None
     path = folder / "MODEL_CARD.md"
     if notes is None:
-        notes = card_notes(path.read_text()) if path.exists() else ""
-        if notes is None:
-            raise ValueError(f"{path} has no notes marker, so its hand-written part cannot be told apart; "
-                             "give the notes to keep")
+        notes = kept_notes(folder)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(render_model_card(meta, notes, sample))
     tmp.replace(path)

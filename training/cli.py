@@ -245,19 +245,13 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from gan.model_card import card_notes, write_model_card
+    from gan.model_card import kept_notes, write_model_card
     from gan.styles import StyleError, read_style, update_style_json
 
     try:
         read_style(args.style, verify_hashes=False)
-        card = Path(args.style) / "MODEL_CARD.md"
-        if args.notes:
-            notes = Path(args.notes).read_text()
-        else:  # checked before style.json changes, so a refused card leaves the folder as it was
-            notes = card_notes(card.read_text()) if card.exists() else ""
-            if notes is None:
-                raise ValueError(f"{card} has no notes marker, so its hand-written part cannot be told apart; "
-                                 "give the notes to keep with --notes")
+        # The notes are read before style.json changes, so a refused card leaves the folder as it was.
+        notes = Path(args.notes).read_text() if args.notes else kept_notes(args.style)
         if args.comparison:
             rows = json.loads(Path(args.comparison).read_text())
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

@@ -289,6 +289,18 @@ def test_export_names_the_style_in_other_languages_and_refuses_a_malformed_one(t
     refused = train_cli("export", str(run), "--name", "ink2", "--weights-dir", str(weights), "--description-in", "墨の顔")
     assert refused.returncode == 2 and "expected LANG=TEXT" in refused.stderr
     assert not (weights / "ink2").exists()
+    # A run that replaces a style takes over what the old one said of itself: lines, notes, presets table.
+    (tmp_path / "notes.md").write_text("## How it was trained\n\nIn one phase.\n")
+    (tmp_path / "presets.json").write_text(json.dumps([{"preset": "narrow", "images_seen": 4, "fid": 99.0}]))
+    assert train_cli("card", str(weights / "ink"), "--notes", str(tmp_path / "notes.md"), "--comparison",
+                     str(tmp_path / "presets.json")).returncode == 0
+    done = train_cli("export", str(run), "--name", "ink3", "--weights-dir", str(weights), "--card-from",
+                     str(weights / "ink"), "--description-in", "ja=新しい墨の顔")
+    assert done.returncode == 0, done.stderr
+    info = read_style(weights / "ink3")
+    assert (info.description(), info.description("ja"), info.description("zh")) == ("Ink faces", "新しい墨の顔", "水墨头像")
+    card = (weights / "ink3" / "MODEL_CARD.md").read_text()
+    assert card.rstrip().endswith("In one phase.") and "| narrow | 4 | n/a | 99.0 | n/a |" in card
 
 
 def _cli(*args, cwd=REPO):

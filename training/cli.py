@@ -253,10 +253,7 @@ def cmd_card(args: argparse.Namespace) -> int:
         # The notes are read before style.json changes, so a refused card leaves the folder as it was.
         notes = Path(args.notes).read_text() if args.notes else kept_notes(args.style)
         if args.comparison:
-            rows = json.loads(Path(args.comparison).read_text())
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise ValueError(f"{args.comparison}: expected a JSON list of objects (one per preset)")
-            update_style_json(args.style, comparison=rows)
+            update_style_json(args.style, comparison=_comparison_rows(args.comparison))
         path = write_model_card(args.style, notes)
     except (StyleError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
@@ -264,15 +261,28 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comparison_rows(path: str) -> list[dict]:
+    """The presets table's rows from a JSON file: a list of objects, one per preset."""
+    rows = json.loads(Path(path).read_text())
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: expected a JSON list of objects (one per preset)")
+    return rows
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from gan.styles import StyleError, export_run
+    from gan.model_card import kept_notes
+    from gan.styles import StyleError, export_run, read_style
 
     try:
-        notes = Path(args.notes).read_text() if args.notes else ""
-        comparison = json.loads(Path(args.comparison).read_text()) if args.comparison else None
+        # --card-from: what a replaced style said of itself, unless given anew.
+        like = read_style(args.card_from, verify_hashes=False).meta if args.card_from else {}
+        notes = (Path(args.notes).read_text() if args.notes else kept_notes(args.card_from) if args.card_from
+                 else "")
+        comparison = _comparison_rows(args.comparison) if args.comparison else like.get("comparison")
         folder = export_run(args.run_dir, args.name, args.weights_dir, metrics_file=args.metrics,
-                            description=args.description, notes=notes, comparison=comparison,
-                            descriptions=dict(args.description_in))
+                            description=args.description or like.get("description", ""), notes=notes,
+                            comparison=comparison,
+                            descriptions={**like.get("descriptions", {}), **dict(args.description_in)})
     except (StyleError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     print(f"exported style {args.name!r} to {folder}")
@@ -456,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the line in another language, shown to chat users in it (e.g. ja=..., zh_Hant=...); repeatable")
     x.add_argument("--notes", help="markdown file appended to the model card (data provenance, ...)")
     x.add_argument("--comparison", help="JSON list of preset results for the model card's table")
+    x.add_argument("--card-from", metavar="STYLE",
+                   help="take the description, its translations (each language unless given here), the model "
+                        "card's notes and its presets table from this style folder (such as the default the run "
+                        "replaces), unless given here")
     x.set_defaults(func=cmd_export)
 
     cd = sub.add_parser("card", help="redraw a style's MODEL_CARD.md from its style.json, keeping its notes")

@@ -77,10 +77,9 @@ def measure(style_dir: str | Path, baseline: str | Path, pictures: str | Path, s
 
 def record(style_dir: str | Path, figures: dict[str, Any]) -> None:
     """Write the gate's figures into the style's ``style.json`` (its weights hashes are unchanged)."""
-    path = Path(style_dir) / "style.json"
-    meta = json.loads(path.read_text())
-    meta["gate"] = figures
-    path.write_text(json.dumps(meta, indent=2))
+    from gan.styles import update_style_json
+
+    update_style_json(style_dir, gate=figures)
 
 
 def read_figures(style_dir: str | Path) -> dict[str, Any] | None:
